@@ -1,0 +1,3 @@
+from imagebuilder.cli import main
+
+main()
