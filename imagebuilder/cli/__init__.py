@@ -17,7 +17,10 @@ from imagebuilder import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # verb: (module, short help shown by `imgbuild --help` without importing the module)
-    "resolve": ("imagebuilder.cli.resolve:resolve", "Resolve a request into a pinned environment (and cache it)."),
+    "resolve": (
+        "imagebuilder.cli.resolve:resolve",
+        "Resolve a request into a pinned environment (and cache it).",
+    ),
     "show": ("imagebuilder.cli.show:show", "Show one environment."),
     "ls": ("imagebuilder.cli.show:ls", "List environments and aliases in the store."),
     "alias": ("imagebuilder.cli.alias:alias", "Name an environment NAME[:TAG]."),
@@ -25,12 +28,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("imagebuilder.cli.export:export", "Write an environment as a lock file."),
     "create": ("imagebuilder.cli.create:create", "Create an environment prefix from the store."),
     "pack": ("imagebuilder.cli.create:pack", "Pack an environment into one relocatable archive."),
-    "push": ("imagebuilder.cli.push:push", "Bake an environment into an OCI image and write it to a sink."),
-    "image": ("imagebuilder.cli.push:image", "Print the reference and digest a push would produce."),
+    "push": (
+        "imagebuilder.cli.push:push",
+        "Bake an environment into an OCI image and write it to a sink.",
+    ),
+    "image": (
+        "imagebuilder.cli.push:image",
+        "Print the reference and digest a push would produce.",
+    ),
     "run": ("imagebuilder.cli.run:run", "Run a command in an environment's image (Docker/Podman)."),
-    "dockerfile": ("imagebuilder.cli.run:dockerfile", "Print a Dockerfile that builds the environment."),
+    "dockerfile": (
+        "imagebuilder.cli.run:dockerfile",
+        "Print a Dockerfile that builds the environment.",
+    ),
     "sbom": ("imagebuilder.cli.sbom:sbom", "Print the CycloneDX SBOM of an environment."),
-    "verify": ("imagebuilder.cli.store:verify", "Re-hash what environments reference in the store."),
+    "verify": (
+        "imagebuilder.cli.store:verify",
+        "Re-hash what environments reference in the store.",
+    ),
     "gc": ("imagebuilder.cli.store:gc", "Remove unreferenced packages and layers from the store."),
     "config": ("imagebuilder.cli.config:config", "Show configuration values and their sources."),
     "diff": ("imagebuilder.cli.show:diff", "Compare two environments."),
@@ -66,7 +81,9 @@ def _unavailable(name: str) -> click.Command:
     def cmd(args: tuple[str, ...]) -> None:
         from imagebuilder.errors import UsageError
 
-        raise UsageError(f"`imgbuild {name}` is not available in this build", "see `imgbuild --help`")
+        raise UsageError(
+            f"`imgbuild {name}` is not available in this build", "see `imgbuild --help`"
+        )
 
     return cmd
 

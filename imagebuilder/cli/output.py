@@ -59,10 +59,26 @@ def common_options(fn: Callable) -> Callable:
     @click.option("--json", "json_out", is_flag=True, help="Print one JSON document on stdout.")
     @click.option("--debug", is_flag=True, help="Show tracebacks.")
     @click.option("-q", "--quiet", is_flag=True, help="No progress or messages on stderr.")
-    @click.option("--store", "cfg_store", default=None, metavar="URL", help="Store folder or s3://bucket/prefix.")
-    @click.option("--oci-dir", "cfg_oci_dir", default=None, metavar="DIR", help="Default OCI layout folder.")
-    @click.option("--registry", "cfg_registry", default=None, metavar="HOST/REPO", help="Registry repository.")
-    @click.option("--s3-endpoint-url", "cfg_s3_endpoint_url", default=None, metavar="URL", help="S3-compatible endpoint.")
+    @click.option(
+        "--store",
+        "cfg_store",
+        default=None,
+        metavar="URL",
+        help="Store folder or s3://bucket/prefix.",
+    )
+    @click.option(
+        "--oci-dir", "cfg_oci_dir", default=None, metavar="DIR", help="Default OCI layout folder."
+    )
+    @click.option(
+        "--registry", "cfg_registry", default=None, metavar="HOST/REPO", help="Registry repository."
+    )
+    @click.option(
+        "--s3-endpoint-url",
+        "cfg_s3_endpoint_url",
+        default=None,
+        metavar="URL",
+        help="S3-compatible endpoint.",
+    )
     @functools.wraps(fn)
     def wrapper(*args, json_out: bool, debug: bool, quiet: bool, **kwargs):
         flags = {}
