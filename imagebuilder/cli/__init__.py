@@ -43,13 +43,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sbom": ("imagebuilder.cli.sbom:sbom", "Print the CycloneDX SBOM of an environment."),
     "verify": (
-        "imagebuilder.cli.store:verify",
+        "imagebuilder.cli.verify:verify",
         "Re-hash what environments reference in the store.",
     ),
-    "gc": ("imagebuilder.cli.store:gc", "Remove unreferenced packages and layers from the store."),
+    "gc": ("imagebuilder.cli.verify:gc", "Remove unreferenced packages and layers from the store."),
     "config": ("imagebuilder.cli.config:config", "Show configuration values and their sources."),
-    "diff": ("imagebuilder.cli.show:diff", "Compare two environments."),
-    "why": ("imagebuilder.cli.show:why", "Explain which request brought a package in."),
+    "diff": ("imagebuilder.cli.diff:diff", "Compare two environments."),
+    "why": ("imagebuilder.cli.diff:why", "Explain which request brought a package in."),
 }
 
 
