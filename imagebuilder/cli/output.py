@@ -43,6 +43,75 @@ class Ui:
 
         return load_config(flags=self.flags)
 
+    def progress(self, total: int | None, label: str, unit: str = "bytes") -> Progress:
+        """One progress bar on stderr, shared by every phase (download, build, push).
+
+        Use as a context manager: `with ui.progress(total_bytes, "fetch") as bar: bar.advance(n)`.
+        bytes/rate/ETA for unit="bytes", N/M for unit="items". Silent (a no-op with the same
+        methods) when stderr is not a TTY or under --quiet/--json, so callers never branch.
+        Thread safe: worker threads may call advance() concurrently.
+        """
+        return Progress(total, label, unit, enabled=self.show_progress and not self.json)
+
+
+class Progress:
+    """A rich progress bar, or a no-op with the same methods when progress is not shown."""
+
+    def __init__(self, total: int | None, label: str, unit: str = "bytes", enabled: bool = True):
+        self.total, self.label, self.unit, self.enabled = total, label, unit, enabled
+        self.done = 0  # counted even when silent, so callers can report totals
+        self._bar = None
+        self._task = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            amount = (
+                [DownloadColumn(), TransferSpeedColumn()]
+                if self.unit == "bytes"
+                else [MofNCompleteColumn()]
+            )
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                *amount,
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def update(self, *, total: int | None = None, label: str | None = None) -> None:
+        """Change the total (e.g. once sizes are known) or the label."""
+        if total is not None:
+            self.total = total
+        if label is not None:
+            self.label = label
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total, description=self.label)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+            self._bar = None
+
 
 # Config keys that every command accepts as flags (CONTRACT.md: flag wins over every other source).
 CONFIG_FLAGS = {
