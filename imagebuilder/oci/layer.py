@@ -1,0 +1,280 @@
+"""Deterministic layer tars: same entries in, same bytes out, on any machine, any day.
+
+The rules (docs/layering.md): entries sorted by path with every parent directory present,
+mtime = the fixed epoch, uid/gid 0 and no user/group names, modes normalized (dirs and
+executables 0755, other files 0644), hardlinks dereferenced (each path is a regular file, so
+no entry depends on which path was seen first), PAX format (extended headers only where a name
+or size needs one). One pass streams tar -> sha256 (diff_id) -> compressor -> sha256 (digest)
+-> file; nothing is copied to a temp tar first.
+
+Compressors: zstd through `zstandard` with at least one worker thread (its output is the same
+for any worker count >= 1, which keeps digests independent of the core count) and gzip through
+zlib with no name and mtime 0 in the header. Different zstd/zlib versions may still produce
+other bytes: the store keeps every blob made (layerindex.py), so a known layer is reused, never
+compressed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from imagebuilder.errors import BadInput, Unavailable
+
+LAYER_FORMAT = 1  # bump when the bytes a given input produces change (part of layer index keys)
+
+MEDIA_TYPES = {
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "none": "application/vnd.oci.image.layer.v1.tar",
+}
+DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "none": 0}
+CHUNK = 1 << 20
+BLOCK = tarfile.BLOCKSIZE
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of a layer. `path` is relative to the image root ("opt/imgbuild/env/bin")."""
+
+    path: str
+    kind: str  # "file" | "dir" | "symlink"
+    source: str | None = None  # file to read (kind == "file")
+    target: str | None = None  # link target (kind == "symlink")
+    executable: bool = False
+    size: int = 0
+    data: bytes | None = None  # in-memory content instead of `source` (generated files)
+
+
+@dataclass(frozen=True)
+class Compression:
+    name: str  # "zstd" | "gzip" | "none"
+    level: int
+
+    @classmethod
+    def of(cls, name: str, level: int | None = None) -> Compression:
+        if name not in MEDIA_TYPES:
+            raise BadInput(f"unknown compression {name!r}", "use zstd or gzip")
+        return cls(name, DEFAULT_LEVELS[name] if level is None else level)
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.name]
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """What a written layer is: its compressed digest/size, the uncompressed diff_id, media type."""
+
+    digest: str  # "sha256:<hex>" of the compressed blob
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar
+    size: int
+    media_type: str
+
+    def to_json(self) -> dict:
+        return {
+            "digest": self.digest,
+            "diff_id": self.diff_id,
+            "size": self.size,
+            "media_type": self.media_type,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> LayerBlob:
+        return cls(d["digest"], d["diff_id"], int(d["size"]), d["media_type"])
+
+
+# --- entries from a staged tree ----------------------------------------------------------------
+
+
+def entry_for(root: str | os.PathLike, rel: str, dest_prefix: str) -> Entry:
+    """An Entry for the file `root/rel`, placed at `dest_prefix/rel` in the image."""
+    src = os.path.join(root, rel)
+    st = os.lstat(src)
+    dest = f"{dest_prefix.strip('/')}/{rel}".strip("/")
+    if stat.S_ISLNK(st.st_mode):
+        return Entry(dest, "symlink", target=os.readlink(src))
+    if stat.S_ISDIR(st.st_mode):
+        return Entry(dest, "dir")
+    if stat.S_ISREG(st.st_mode):
+        return Entry(dest, "file", source=src, executable=bool(st.st_mode & 0o111), size=st.st_size)
+    raise BadInput(f"cannot put {src} into a layer: not a file, directory or symlink")
+
+
+def with_parents(entries: Iterable[Entry]) -> list[Entry]:
+    """Sorted entries with every parent directory added (a tar must not rely on a lower layer
+    to create the directories it writes into; runtimes then default their modes)."""
+    by_path: dict[str, Entry] = {}
+    for e in entries:
+        if e.path in by_path and by_path[e.path] != e:
+            raise BadInput(f"two different entries for {e.path} in one layer")
+        by_path[e.path] = e
+        parts = e.path.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in by_path:
+                by_path[d] = Entry(d, "dir")
+            elif by_path[d].kind != "dir":
+                raise BadInput(f"{d} is both a directory and a {by_path[d].kind} in one layer")
+    return [by_path[p] for p in sorted(by_path, key=_sort_key)]
+
+
+def _sort_key(path: str) -> tuple[str, ...]:
+    # Component-wise order: "a/b" before "a-b" would differ by plain string sort; this keeps a
+    # directory's children right after it.
+    return tuple(path.split("/"))
+
+
+# --- the writer -------------------------------------------------------------------------------
+
+
+class _HashingSink:
+    """Compress, hash the compressed stream, write it to `out`."""
+
+    def __init__(self, out: BinaryIO, compression: Compression) -> None:
+        self.out = out
+        self.raw_hash = hashlib.sha256()
+        self.blob_hash = hashlib.sha256()
+        self.size = 0
+        name = compression.name
+        if name == "zstd":
+            import zstandard
+
+            # threads >= 1 always: zstd's multi-threaded output does not depend on the count.
+            threads = max(1, min(os.cpu_count() or 1, 8))
+            self._c = zstandard.ZstdCompressor(level=compression.level, threads=threads)
+            self._obj = self._c.compressobj()
+        elif name == "gzip":
+            self._obj = zlib.compressobj(compression.level, zlib.DEFLATED, 31)
+        else:
+            self._obj = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.raw_hash.update(data)
+        out = self._obj.compress(data) if self._obj is not None else bytes(data)
+        if out:
+            self._emit(out)
+
+    def _emit(self, out: bytes) -> None:
+        self.blob_hash.update(out)
+        self.out.write(out)
+        self.size += len(out)
+
+    def close(self) -> None:
+        if self._obj is not None:
+            self._emit(self._obj.flush())
+
+
+def _header(e: Entry, epoch: int) -> bytes:
+    info = tarfile.TarInfo(e.path + ("/" if e.kind == "dir" else ""))
+    info.mtime = epoch
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if e.kind == "dir":
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    elif e.kind == "symlink":
+        info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, e.target or ""
+    else:
+        info.type, info.mode = tarfile.REGTYPE, 0o755 if e.executable else 0o644
+        info.size = len(e.data) if e.data is not None else e.size
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def write_tar(entries: list[Entry], sink, epoch: int) -> None:
+    """Write `entries` (already sorted, parents included) as one tar stream into `sink`."""
+    buf = bytearray()
+    for e in entries:
+        buf += _header(e, epoch)
+        if e.kind != "file":
+            continue
+        if e.data is not None:
+            buf += e.data
+            size = len(e.data)
+        else:
+            size = _copy_file(e, buf, sink)
+        if size % BLOCK:
+            buf += b"\0" * (BLOCK - size % BLOCK)
+        if len(buf) >= CHUNK:
+            sink.write(buf)
+            buf = bytearray()
+    buf += b"\0" * (2 * BLOCK)
+    sink.write(buf)
+
+
+def _copy_file(e: Entry, buf: bytearray, sink) -> int:
+    """Append the file's bytes, flushing big files straight through; the size must not change
+    since the entry was made (the header already holds it)."""
+    assert e.source is not None
+    n = 0
+    with open(e.source, "rb") as f:
+        if e.size < CHUNK:
+            data = f.read(e.size + 1)
+            n = len(data)
+            buf += data
+        else:
+            if buf:
+                sink.write(bytes(buf))
+                buf.clear()
+            while chunk := f.read(CHUNK):
+                n += len(chunk)
+                sink.write(chunk)
+    if n != e.size:
+        raise Unavailable(f"{e.source} changed size while the layer was written ({e.size} -> {n})")
+    return n
+
+
+def write_layer(
+    entries: Iterable[Entry], out: BinaryIO, compression: Compression, epoch: int = 0
+) -> LayerBlob:
+    """Write one deterministic layer blob to `out`; return its digests and size."""
+    sink = _HashingSink(out, compression)
+    write_tar(with_parents(entries), sink, epoch)
+    sink.close()
+    return LayerBlob(
+        digest="sha256:" + sink.blob_hash.hexdigest(),
+        diff_id="sha256:" + sink.raw_hash.hexdigest(),
+        size=sink.size,
+        media_type=compression.media_type,
+    )
+
+
+def write_layer_file(
+    entries: Iterable[Entry], path: Path, compression: Compression, epoch: int = 0
+) -> LayerBlob:
+    try:
+        with open(path, "wb") as f:
+            return write_layer(entries, f, compression, epoch)
+    except OSError as e:
+        import errno
+
+        if e.errno == errno.ENOSPC:
+            raise Unavailable(
+                f"out of disk space while writing a layer to {path.parent}",
+                "free disk space and rerun",
+            ) from None
+        raise
+
+
+def decompressor(media_type: str):
+    """A function bytes-stream -> uncompressed chunks, for a layer media type (docker-archive)."""
+    if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
+        import zstandard
+
+        return lambda f: _iter_reader(zstandard.ZstdDecompressor().stream_reader(f))
+    if "gzip" in media_type:
+        import gzip
+
+        return lambda f: _iter_reader(gzip.GzipFile(fileobj=f, mode="rb"))
+    return _iter_reader
+
+
+def _iter_reader(r):
+    while chunk := r.read(CHUNK):
+        yield chunk

@@ -1,0 +1,178 @@
+"""The store's layer index (CONTRACT.md: store layout `layers/<key>.json`) and its blobs.
+
+A record names a compressed layer blob by digest and says what it holds; the blob itself lives
+in the store at `blobs/sha256/<hex>` (an addition to CONTRACT's layout, docs/layering.md), so
+a known layer is never tarred or compressed again, even for a fresh sink or on a machine whose
+compressor makes other bytes. The blob is written before the record; both are write-once.
+
+The record also carries what a bake needs without staging the layer's packages again: the
+paths the layer installs (collision checks), the variables their activation scripts export,
+and which packages have link scripts that never ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from imagebuilder.errors import IntegrityError
+from imagebuilder.ids import sha256_json
+from imagebuilder.oci.layer import LAYER_FORMAT, Compression, LayerBlob
+from imagebuilder.records import check_schema, schema_id
+from imagebuilder.store.base import Store
+
+
+def layer_key(
+    sha256s: Sequence[str],
+    python: str | None,
+    prefix: str,
+    compression: Compression,
+    epoch: int,
+    pyc: bool,
+) -> str:
+    """CONTRACT.md's layer key: sorted member sha256s, python version, prefix, compression and
+    level, layer format version; the format part also fixes the epoch (mtimes) and whether
+    .pyc files were made, because both change the bytes."""
+    return sha256_json(
+        {
+            "packages": sorted(sha256s),
+            "python": python,
+            "prefix": prefix,
+            "compression": compression.name,
+            "level": compression.level,
+            "format": {"version": LAYER_FORMAT, "epoch": epoch, "pyc": pyc},
+        }
+    )
+
+
+def record_key(key: str) -> str:
+    return f"layers/{key}.json"
+
+
+def blob_key(digest: str) -> str:
+    algo, _, hexd = digest.partition(":")
+    return f"blobs/{algo}/{hexd}"
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    key: str
+    blob: LayerBlob
+    members: tuple[str, ...]  # "kind/name/version/sha256" of each package
+    paths: tuple[str, ...] = ()  # files installed, relative to the prefix
+    activation: tuple[tuple[str, str], ...] = ()  # exported by activate.d scripts, in order
+    link_scripts: tuple[str, ...] = ()  # packages whose link scripts were not run
+
+    def to_json(self) -> dict:
+        return {
+            "schema": schema_id("layer"),
+            "key": self.key,
+            **self.blob.to_json(),
+            "members": list(self.members),
+            "paths": list(self.paths),
+            "activation": [list(kv) for kv in self.activation],
+            "link_scripts": list(self.link_scripts),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict, where: str = "") -> LayerRecord:
+        check_schema(d, "layer", where)
+        return cls(
+            key=d["key"],
+            blob=LayerBlob.from_json(d),
+            members=tuple(d.get("members", ())),
+            paths=tuple(d.get("paths", ())),
+            activation=tuple((k, v) for k, v in d.get("activation", ())),
+            link_scripts=tuple(d.get("link_scripts", ())),
+        )
+
+
+def get(store: Store, key: str) -> LayerRecord | None:
+    """The record for `key` when both it and its blob are in the store."""
+    rk = record_key(key)
+    try:
+        raw = store.get_bytes(rk) if store.exists(rk) else None
+    except Exception:  # noqa: BLE001 - a vanished record is a miss, the layer is rebuilt
+        raw = None
+    if raw is None:
+        return None
+    try:
+        rec = LayerRecord.from_json(json.loads(raw), f"{store.url}/{rk}")
+    except (ValueError, KeyError):
+        raise IntegrityError(
+            f"layer record {rk} in {store.url} is damaged", "delete it; the layer is rebuilt"
+        ) from None
+    if not store.exists(blob_key(rec.blob.digest)):
+        return None  # the blob was collected: build the layer again
+    return rec
+
+
+def temp_blob(store: Store) -> tuple[BinaryIO, Path]:
+    """An open temp file for a new blob, on the store's filesystem when the store is local
+    (then publishing is a hard link, not a copy)."""
+    root = getattr(store, "root", None)
+    d = Path(root) / ".tmp" if root is not None else None
+    if d is not None:
+        d.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="layer-", suffix=".blob", dir=d)
+    return os.fdopen(fd, "wb"), Path(name)
+
+
+def put(store: Store, record: LayerRecord, tmp_blob: Path) -> LayerRecord:
+    """Publish the blob, then the record. When another builder won the race with other bytes
+    (another compressor), its record stands and ours is dropped: return the one in force."""
+    key = blob_key(record.blob.digest)
+    if not store.exists(key):
+        if hasattr(store, "root"):
+            _link_into(store, key, tmp_blob)
+        else:
+            store.put_file(key, tmp_blob)
+    data = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":")).encode()
+    if not store.put_bytes(record_key(record.key), data):
+        existing = get(store, record.key)
+        if existing is not None:
+            return existing
+    return record
+
+
+def _link_into(store, key: str, tmp: Path) -> None:
+    """LocalStore publish without a copy: fsync, make readable, hard-link (first writer wins)."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o644)
+    final = Path(store.root) / key
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.link(tmp, final)
+
+
+@dataclass(frozen=True)
+class StoreBlob:
+    """A blob in the store, read only when a sink needs its bytes."""
+
+    store: Store
+    digest: str
+
+    def local_path(self) -> Path | None:
+        return self.store.local_path(blob_key(self.digest))
+
+    def open(self) -> BinaryIO:
+        local = self.local_path()
+        if local is not None:
+            return open(local, "rb")
+        fd, name = tempfile.mkstemp(prefix="blob-")
+        os.close(fd)
+        try:
+            self.store.get_file(blob_key(self.digest), Path(name))
+            return open(name, "rb")  # noqa: SIM115 - the caller closes it
+        finally:
+            os.unlink(name)  # the open file stays readable
