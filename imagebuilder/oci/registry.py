@@ -18,11 +18,10 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from imagebuilder.errors import ImgbuildError
 from imagebuilder.oci.image import Artifact, BlobSource, Descriptor, ImageIndex
 from imagebuilder.oci.sink import Written
 from imagebuilder.registry.base_remote import RemoteBlob, client_for, is_insecure
-from imagebuilder.registry.client import RegistryClient, push_scope
+from imagebuilder.registry.client import RegistryClient
 from imagebuilder.registry.reference import Reference, parse_reference
 from imagebuilder.registry.upload import mount_blob, upload_blob
 
@@ -154,6 +153,3 @@ def _ensure_ecr_repository(ref: Reference) -> None:
     ecr = parse_ecr_host(ref.registry)
     if ecr:
         ensure_repository(ecr[1], ref.repository, ecr[0])
-
-
-__all__ = ["RegistrySink", "registry_sink", "PushStats", "push_scope", "ImgbuildError"]
