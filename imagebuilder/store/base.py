@@ -3,6 +3,9 @@
 Two kinds of writes:
 - write-once (`put_file`, `put_bytes`): content-addressed objects and env records. The object
   appears under its final key only when complete; an existing object is never overwritten.
+  They return True when this call wrote the object, False when it was already there.
+  `put_file(..., sha256=)` passes a digest the caller already computed (S3 sends it as the
+  body checksum, so a body that changed in flight is refused).
 - compare-and-swap (`put_record`): records that change (aliases). `expect=None` means "must
   not exist yet", else the etag read before; a lost race raises `RaceLost`.
 """
@@ -43,7 +46,7 @@ class Store(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> bool: ...
 
-    def put_file(self, key: str, src: Path) -> bool: ...
+    def put_file(self, key: str, src: Path, sha256: str | None = None) -> bool: ...
 
     def list(self, prefix: str) -> Iterator[str]: ...
 
@@ -55,7 +58,9 @@ class Store(Protocol):
 
     def put_record(self, key: str, data: bytes, expect: str | None) -> str: ...
 
-    def local_path(self, key: str) -> Path | None: ...
+    def local_path(self, key: str) -> Path | None:
+        """The object's file when the store is a local folder (read it in place), else None."""
+        ...
 
 
 def check_key(key: str) -> str:

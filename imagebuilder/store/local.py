@@ -20,6 +20,7 @@ from pathlib import Path
 
 from imagebuilder.errors import NotFound, Unavailable
 from imagebuilder.store.base import ObjectInfo, RaceLost, check_key
+from imagebuilder.testhooks import kill_point
 
 TMP = ".tmp"
 LOCKS = ".locks"
@@ -111,7 +112,7 @@ class LocalStore:
                 f.write(data)
             return self._publish(tmp, key)
 
-    def put_file(self, key: str, src: Path) -> bool:
+    def put_file(self, key: str, src: Path, sha256: str | None = None) -> bool:
         if self.exists(key):
             return False
         with self._temp() as (fd, tmp):
@@ -142,6 +143,7 @@ class LocalStore:
         finally:
             os.close(fd)
         os.chmod(tmp, 0o644)
+        kill_point("store.put")
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -187,6 +189,7 @@ class LocalStore:
                     f.flush()
                     os.fsync(f.fileno())
                 os.chmod(tmp, 0o644)
+                kill_point("store.record")
                 final = self._path(key)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)

@@ -1,0 +1,369 @@
+"""Refuse hostile or broken package archives before anything unpacks them (issue 10).
+
+`check_conda_archive(path)` (.conda, .tar.bz2), `check_wheel(path)` and `check_sdist(path)`
+stream through the archive once, without extracting it, and raise IntegrityError (exit 6)
+naming the archive and the member for: absolute or `..` paths, symlinks or hardlinks that
+resolve outside the package (also through other symlinks), files written through a symlink,
+device nodes and FIFOs, setuid/setgid bits, duplicate members, decompression bombs (total
+size and ratio), and metadata that does not match the content (conda `info/paths.json`,
+wheel `RECORD`). Every caller that unpacks (cache, hydrate, bake) calls it first: py-rattler
+0.28 creates the escaping directory of a `../` entry even though it refuses the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagebuilder.errors import IntegrityError
+
+# A package may unpack to at most this many bytes, and (past RATIO_FLOOR bytes) to at most
+# MAX_RATIO times its compressed size: real packages compress 2-20x, bombs 1000x and more.
+MAX_TOTAL = int(os.environ.get("IMGBUILD_MAX_UNPACKED_BYTES", 32 << 30))
+MAX_RATIO = 250
+RATIO_FLOOR = 256 << 20
+MAX_MEMBERS = 500_000
+_CHUNK = 1 << 20
+
+
+class Hostile(IntegrityError):
+    pass
+
+
+def _fail(archive: Path, what: str) -> Hostile:
+    return Hostile(
+        f"refusing package {archive.name}: {what}",
+        "the archive is corrupt or hostile; it was not stored or unpacked",
+    )
+
+
+def check_archive(path: str | os.PathLike) -> None:
+    """Check any package archive by its file name."""
+    p = Path(path)
+    name = p.name
+    if name.endswith((".conda", ".tar.bz2")):
+        check_conda_archive(p)
+    elif name.endswith(".whl"):
+        check_wheel(p)
+    else:
+        check_sdist(p)
+
+
+# --- member bookkeeping shared by tar and zip -----------------------------------------------
+@dataclass
+class _Tree:
+    archive: Path
+    compressed: int
+    total: int = 0
+    count: int = 0
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (sha256, size)
+    links: dict[str, str] = field(default_factory=dict)  # symlink path -> target
+    dirs: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+
+    def name(self, raw: str) -> str:
+        n = raw
+        while n.startswith("./"):
+            n = n[2:]
+        n = n.rstrip("/")
+        parts = n.split("/")
+        if (
+            not n
+            or raw.startswith("/")
+            or "\0" in raw
+            or any(p in ("", "..") for p in parts)
+            or (len(n) > 1 and n[1] == ":")
+        ):
+            raise _fail(self.archive, f"member {raw!r} has an unsafe path")
+        return "/".join(p for p in parts if p != ".")
+
+    def add(self, name: str, size: int) -> None:
+        if name in self.seen:
+            raise _fail(self.archive, f"member {name!r} appears twice")
+        self.seen.add(name)
+        self.count += 1
+        self.total += max(size, 0)
+        if self.count > MAX_MEMBERS:
+            raise _fail(self.archive, f"more than {MAX_MEMBERS} members")
+        if self.total > MAX_TOTAL or (
+            self.total > RATIO_FLOOR and self.total > MAX_RATIO * max(self.compressed, 1)
+        ):
+            raise _fail(
+                self.archive,
+                f"decompression bomb: unpacks to more than {self.total} bytes "
+                f"from {self.compressed} (limit {MAX_TOTAL} bytes, ratio {MAX_RATIO})",
+            )
+
+    def mode(self, name: str, mode: int) -> None:
+        if mode & (stat.S_ISUID | stat.S_ISGID):
+            raise _fail(self.archive, f"member {name!r} has setuid/setgid bits")
+
+    def finish(self) -> None:
+        """After the last member: links and paths must resolve inside the package."""
+        for name in sorted(self.seen):
+            # Nothing may be written *through* a symlink (a parent that is a link).
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) in self.links:
+                    raise _fail(self.archive, f"member {name!r} is written through a symlink")
+        for name, target in sorted(self.links.items()):
+            self.resolve(name, target)
+
+    def resolve(self, name: str, target: str) -> None:
+        if target.startswith("/") or "\0" in target:
+            raise _fail(self.archive, f"symlink {name!r} points to absolute path {target!r}")
+        stack = name.split("/")[:-1]
+        todo = target.split("/")
+        hops = 0
+        while todo:
+            comp = todo.pop(0)
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if not stack:
+                    raise _fail(self.archive, f"symlink {name!r} -> {target!r} leaves the package")
+                stack.pop()
+                continue
+            stack.append(comp)
+            cur = "/".join(stack)
+            if cur in self.links and cur != name:
+                hops += 1
+                if hops > 40:
+                    raise _fail(self.archive, f"symlink {name!r} loops")
+                nxt = self.links[cur]
+                if nxt.startswith("/"):
+                    raise _fail(self.archive, f"symlink {cur!r} points to absolute path {nxt!r}")
+                stack.pop()
+                todo = nxt.split("/") + todo
+
+
+# --- tar streams -----------------------------------------------------------------------------
+def _walk_tar(tree: _Tree, fileobj, hash_files: bool = True) -> dict[str, bytes]:
+    """Check every member of one tar stream; returns the bytes of info/ metadata we need."""
+    keep: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+            for m in tar:
+                name = tree.name(m.name)
+                tree.add(name, m.size if m.isfile() else 0)
+                tree.mode(name, m.mode)
+                if m.isdir():
+                    tree.dirs.add(name)
+                elif m.issym():
+                    tree.links[name] = m.linkname
+                elif m.islnk():
+                    target = tree.name(m.linkname)
+                    if target not in tree.files:
+                        raise _fail(tree.archive, f"hardlink {name!r} -> {m.linkname!r} escapes")
+                    tree.files[name] = tree.files[target]
+                elif m.isfile():
+                    f = tar.extractfile(m)
+                    h = hashlib.sha256()
+                    buf = bytearray()
+                    want = name in ("info/paths.json", "info/files", "info/index.json")
+                    for chunk in iter(lambda: f.read(_CHUNK), b""):  # noqa: B023
+                        h.update(chunk)
+                        if want:
+                            buf += chunk
+                    tree.files[name] = (h.hexdigest(), m.size)
+                    if want:
+                        keep[name] = bytes(buf)
+                else:
+                    raise _fail(tree.archive, f"member {name!r} is a device node, FIFO or special")
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        if isinstance(e, IntegrityError):
+            raise
+        raise _fail(tree.archive, f"not a readable tar stream ({type(e).__name__}: {e})") from None
+    return keep
+
+
+def _zstd_reader(raw: bytes | io.IOBase):
+    import zstandard
+
+    src = io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw
+    return zstandard.ZstdDecompressor().stream_reader(src, read_size=_CHUNK)
+
+
+def check_conda_archive(path: str | os.PathLike) -> None:
+    archive = Path(path)
+    tree = _Tree(archive, archive.stat().st_size)
+    if archive.name.endswith(".tar.bz2"):
+        import bz2
+
+        with bz2.open(archive, "rb") as f:
+            keep = _walk_tar(tree, f)
+    elif archive.name.endswith(".conda"):
+        keep = {}
+        try:
+            with zipfile.ZipFile(archive) as z:
+                names = z.namelist()
+                inner = [n for n in names if n.endswith(".tar.zst")]
+                if not any(n.startswith("pkg-") for n in inner) or not any(
+                    n.startswith("info-") for n in inner
+                ):
+                    raise _fail(archive, "a .conda must hold pkg-*.tar.zst and info-*.tar.zst")
+                for n in names:
+                    if "/" in n or n not in ("metadata.json", *inner):
+                        raise _fail(archive, f"unexpected member {n!r} in a .conda")
+                for n in sorted(inner, key=lambda x: not x.startswith("info-")):
+                    with z.open(n) as raw, _zstd_reader(raw) as f:
+                        keep.update(_walk_tar(tree, f))
+        except zipfile.BadZipFile as e:
+            raise _fail(archive, f"not a valid .conda zip ({e})") from None
+        except Exception as e:
+            if isinstance(e, IntegrityError):
+                raise
+            raise _fail(archive, f"cannot read ({type(e).__name__}: {e})") from None
+    else:
+        raise _fail(archive, "not a conda archive (.conda or .tar.bz2)")
+    tree.finish()
+    _check_paths_json(tree, keep)
+
+
+def _check_paths_json(tree: _Tree, keep: dict[str, bytes]) -> None:
+    content = {
+        n for n in tree.seen if not n.startswith("info/") and n not in tree.dirs
+    }  # files, hardlinks and symlinks the package installs
+    if "info/paths.json" in keep:
+        try:
+            doc = json.loads(keep["info/paths.json"])
+            entries = {e["_path"]: e for e in doc["paths"]}
+        except (ValueError, KeyError, TypeError):
+            raise _fail(tree.archive, "info/paths.json is not valid") from None
+        for p in entries:
+            tree.name(p)
+        listed = {p for p, e in entries.items() if e.get("path_type") != "directory"}
+        missing = sorted(listed - content)
+        extra = sorted(content - listed)
+        if missing or extra:
+            bad = (missing or extra)[0]
+            what = "lists a file the archive lacks" if missing else "does not list"
+            raise _fail(tree.archive, f"info/paths.json {what}: {bad!r}")
+        for p, e in entries.items():
+            kind = e.get("path_type", "hardlink")
+            if kind == "softlink" and p not in tree.links:
+                raise _fail(tree.archive, f"info/paths.json says {p!r} is a symlink; it is not")
+            if kind == "hardlink" and p in tree.files:
+                sha, size = tree.files[p]
+                if e.get("size_in_bytes") is not None and e["size_in_bytes"] != size:
+                    raise _fail(tree.archive, f"info/paths.json size of {p!r} does not match")
+                if e.get("sha256") and e["sha256"] != sha:
+                    raise _fail(tree.archive, f"info/paths.json sha256 of {p!r} does not match")
+    elif "info/files" in keep:
+        listed = {ln.strip() for ln in keep["info/files"].decode(errors="replace").splitlines()}
+        listed.discard("")
+        if not listed <= content | tree.dirs:
+            raise _fail(tree.archive, f"info/files lists {sorted(listed - content)[0]!r}")
+    else:
+        raise _fail(tree.archive, "no info/paths.json or info/files")
+
+
+# --- zips (wheels, zip sdists) ------------------------------------------------------------------
+def _walk_zip(tree: _Tree, z: zipfile.ZipFile, hash_files: bool) -> None:
+    for zi in z.infolist():
+        name = tree.name(zi.filename)
+        mode = zi.external_attr >> 16
+        if zi.is_dir():
+            tree.add(name, 0)
+            tree.dirs.add(name)
+            continue
+        tree.add(name, zi.file_size)
+        tree.mode(name, mode)
+        if mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+            raise _fail(tree.archive, f"member {name!r} is a symlink or special file")
+        if (
+            zi.compress_size
+            and zi.file_size > RATIO_FLOOR
+            and zi.file_size > MAX_RATIO * zi.compress_size
+        ):
+            raise _fail(tree.archive, f"decompression bomb: member {name!r}")
+    if hash_files:
+        for zi in z.infolist():
+            if zi.is_dir():
+                continue
+            h = hashlib.sha256()
+            with z.open(zi) as f:
+                for chunk in iter(lambda: f.read(_CHUNK), b""):  # noqa: B023
+                    h.update(chunk)
+            tree.files[tree.name(zi.filename)] = (h.hexdigest(), zi.file_size)
+    tree.finish()
+
+
+def check_wheel(path: str | os.PathLike) -> None:
+    archive = Path(path)
+    tree = _Tree(archive, archive.stat().st_size)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            _walk_zip(tree, z, hash_files=True)
+            records = [
+                n for n in tree.files if n.count("/") == 1 and n.endswith(".dist-info/RECORD")
+            ]
+            if len(records) != 1:
+                raise _fail(archive, "a wheel must hold exactly one *.dist-info/RECORD")
+            record = z.read(records[0]).decode("utf-8", errors="replace")
+    except zipfile.BadZipFile as e:
+        raise _fail(archive, f"not a valid wheel zip ({e})") from None
+    except (OSError, EOFError, RuntimeError) as e:  # CRC errors, truncated members
+        raise _fail(archive, f"cannot read ({type(e).__name__}: {e})") from None
+    _check_record(tree, records[0], record)
+
+
+def _check_record(tree: _Tree, record_name: str, text: str) -> None:
+    dist_info = record_name.rsplit("/", 1)[0]
+    unsigned = {record_name, f"{dist_info}/RECORD.jws", f"{dist_info}/RECORD.p7s"}
+    listed: set[str] = set()
+    for row in csv.reader(io.StringIO(text)):
+        if not row or not row[0]:
+            continue
+        path = row[0]
+        name = tree.name(path)
+        listed.add(name)
+        digest = row[1] if len(row) > 1 else ""
+        if name in unsigned:
+            continue
+        if name not in tree.files:
+            raise _fail(tree.archive, f"RECORD lists {path!r}, which the wheel lacks")
+        if not digest:
+            raise _fail(tree.archive, f"RECORD has no hash for {path!r}")
+        algo, _, b64 = digest.partition("=")
+        if algo != "sha256":
+            raise _fail(tree.archive, f"RECORD uses {algo!r} for {path!r}; only sha256 is accepted")
+        got = base64.urlsafe_b64encode(bytes.fromhex(tree.files[name][0])).rstrip(b"=").decode()
+        if got != b64.rstrip("="):
+            raise _fail(tree.archive, f"RECORD hash of {path!r} does not match its content")
+    unlisted = sorted(set(tree.files) - listed - unsigned)
+    if unlisted:
+        raise _fail(tree.archive, f"RECORD does not list {unlisted[0]!r}")
+
+
+def check_sdist(path: str | os.PathLike) -> None:
+    """Source archives are unpacked by build tools: same path and link rules, no metadata."""
+    archive = Path(path)
+    tree = _Tree(archive, archive.stat().st_size)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                _walk_zip(tree, z, hash_files=False)
+            return
+        with tarfile.open(archive, "r:*") as probe:  # picks gz/bz2/xz
+            probe.next()
+    except (tarfile.TarError, OSError, zipfile.BadZipFile) as e:
+        raise _fail(archive, f"not a readable source archive ({type(e).__name__})") from None
+    opener = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}.get(archive.suffix)
+    if opener is None:
+        with open(archive, "rb") as f:
+            _walk_tar(tree, f)
+    else:
+        mod = __import__(opener)
+        with mod.open(archive, "rb") as f:
+            _walk_tar(tree, f)
+    tree.finish()

@@ -1,0 +1,227 @@
+"""Cache phase: every package of a ResolvedEnv fetched once, verified, checked, stored.
+
+`cache_env(env, store)` is called after the solve and before the env record is written (so a
+reader never finds an env whose packages are missing). Per package, in a bounded thread pool:
+HEAD the store key (present -> nothing downloaded), else download with retries, verify
+sha256 (or md5 where the channel gives only that; sha256 is then computed and returned in
+the env), refuse hostile archives (archive_check), and put under `pkgs/<kind>/<sha256>/<file>`
+(write-once). Sources (sdist/git/path) are then built into wheels (builds.py). With
+`fmt=".conda"`, .tar.bz2 packages are also stored transmuted, recorded as `Package.alt`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from imagebuilder.env import CONDA, AltFile, Package, ResolvedEnv
+from imagebuilder.errors import BadInput, IntegrityError
+from imagebuilder.store.base import Store
+from imagebuilder.testhooks import kill_point
+
+JOBS = int(os.environ.get("IMGBUILD_CACHE_JOBS", 8))
+
+
+@dataclass
+class Stats:
+    present: int = 0
+    downloaded: int = 0
+    bytes: int = 0
+    built: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, **kw: int) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, getattr(self, k) + v)
+
+
+def cache_env(
+    env: ResolvedEnv, store: Store, *, ui=None, fmt: str | None = None, jobs: int = JOBS
+) -> ResolvedEnv:
+    """Store every package of env; returns env with hashes/alt files filled in."""
+    if fmt not in (None, ".conda", ".tar.bz2"):
+        raise BadInput(f"unknown package format {fmt!r}", "use --format .conda or .tar.bz2")
+    start = time.monotonic()
+    stats = Stats()
+    with _workdir(store) as tmp, _Progress(ui, len(env.packages)) as bar:
+        updated = _run_all(
+            [lambda p=p: _cache_one(p, store, tmp, fmt, stats, bar) for p in env.packages], jobs
+        )
+        env = env.with_packages(updated)
+        sources = [p for p in env.packages if p.is_source]
+        if sources:
+            from imagebuilder.builds import ensure_built
+
+            for p in sources:
+                if ensure_built(p, env, store, tmp, ui=ui):
+                    stats.add(built=1)
+    kill_point("cache.env")
+    if ui is not None:
+        ui.info(
+            f"cached {len(env.packages)} packages in {store.url}: {stats.present} present, "
+            f"{stats.downloaded} downloaded ({stats.bytes / 1e6:.1f} MB)"
+            + (f", {stats.built} built" if stats.built else "")
+            + f" in {time.monotonic() - start:.1f}s"
+        )
+    return env
+
+
+def _run_all(tasks, jobs: int) -> list[Package]:
+    """Run tasks in a bounded pool; on the first failure stop starting new ones and raise it
+    (an IntegrityError wins over others: it is the one the user must see)."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="cache") as pool:
+        futures = [pool.submit(t) for t in tasks]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        errors = [f.exception() for f in done if f.exception() is not None]
+        if errors:
+            for f in pending:
+                f.cancel()
+            wait(pending)
+            errors += [f.exception() for f in pending if not f.cancelled() and f.exception()]
+            errors.sort(key=lambda e: not isinstance(e, IntegrityError))
+            raise errors[0]
+        return [f.result() for f in futures]
+
+
+class _workdir:
+    """Temp folder for downloads: inside the store's .tmp for local stores (same filesystem,
+    removed by gc if we die), else under the local package cache."""
+
+    def __init__(self, store: Store) -> None:
+        root = getattr(store, "root", None)
+        if root is not None:
+            base = Path(root) / ".tmp"
+        else:
+            from imagebuilder.store.localcache import cache_root
+
+            base = cache_root() / "tmp"
+        base.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix="cache-", dir=base))
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _cache_one(pkg: Package, store: Store, tmp: Path, fmt, stats: Stats, bar) -> Package:
+    try:
+        if pkg.is_source and pkg.source != "sdist":
+            return pkg  # git/path sources have no archive; builds.py handles them
+        want_alt = fmt == ".conda" and pkg.kind == CONDA and pkg.filename.endswith(".tar.bz2")
+        if pkg.sha256 and store.exists(pkg.store_key):
+            if not want_alt or _alt_present(pkg, store):
+                stats.add(present=1)
+                return pkg
+            local = None
+        else:
+            local = _fetch(pkg, tmp, stats)
+            pkg = replace(pkg, sha256=local.sha256, size=local.size)
+            kill_point("cache.verified")
+            _check(pkg, local.path)
+            store.put_file(pkg.store_key, local.path, sha256=pkg.sha256)
+            _keep_locally(store, pkg.store_key, local.path)
+        if want_alt:
+            pkg = _add_conda_alt(pkg, store, tmp, local.path if local else None)
+        return pkg
+    finally:
+        bar.advance()
+
+
+def _fetch(pkg: Package, tmp: Path, stats: Stats):
+    from imagebuilder import fetch
+
+    if not pkg.sha256 and not pkg.md5:
+        raise IntegrityError(
+            f"{pkg.label}: the channel gives no sha256 or md5 for {pkg.filename}",
+            "imgbuild caches only packages it can verify; use a channel with hashes",
+        )
+    dest = tmp / f"{pkg.sha256 or pkg.md5}-{pkg.filename}"
+    got = fetch.download(
+        pkg.url, dest, label=pkg.label, sha256=pkg.sha256 or None, md5=pkg.md5, size=pkg.size
+    )
+    stats.add(downloaded=1, bytes=got.size)
+    return got
+
+
+def _check(pkg: Package, path: Path) -> None:
+    from imagebuilder import archive_check
+
+    if pkg.filename.endswith((".conda", ".tar.bz2")):
+        archive_check.check_conda_archive(path)
+    elif pkg.filename.endswith(".whl"):
+        archive_check.check_wheel(path)
+    else:
+        archive_check.check_sdist(path)
+
+
+def _keep_locally(store: Store, key: str, path: Path) -> None:
+    """For remote stores, keep the verified file in the local package cache: hydrate and bake
+    on this machine then read it without downloading it again."""
+    if store.local_path(key) is not None or getattr(store, "root", None) is not None:
+        return
+    from imagebuilder.store.localcache import adopt
+
+    with contextlib.suppress(OSError):  # the local cache is an optimization only
+        adopt(key, path)
+
+
+def _alt_present(pkg: Package, store: Store) -> bool:
+    alt = next((a for a in pkg.alt if a.filename.endswith(".conda")), None)
+    return alt is not None and store.exists(f"pkgs/conda/{alt.sha256}/{alt.filename}")
+
+
+def _add_conda_alt(pkg: Package, store: Store, tmp: Path, local: Path | None) -> Package:
+    """Store the .conda form of a .tar.bz2 package and record it as an alternative file."""
+    from imagebuilder import fetch
+    from imagebuilder.transmute import to_conda
+
+    if local is None:
+        from imagebuilder.store.localcache import fetch_to_local
+
+        local = fetch_to_local(store, pkg.store_key)
+    out = to_conda(local, tmp / "transmuted")
+    sha = fetch.sha256_file(out)
+    from imagebuilder import archive_check
+
+    archive_check.check_conda_archive(out)
+    store.put_file(f"pkgs/conda/{sha}/{out.name}", out, sha256=sha)
+    alt = AltFile(out.name, sha, out.stat().st_size)
+    others = tuple(a for a in pkg.alt if a.filename != out.name)
+    return replace(pkg, alt=(*others, alt))
+
+
+class _Progress:
+    """A rich progress bar on stderr when the terminal shows it; silent otherwise."""
+
+    def __init__(self, ui, total: int) -> None:
+        self.ui, self.total, self._p, self._task = ui, total, None, None
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        if self.ui is not None and getattr(self.ui, "show_progress", False) and self.total:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._p = Progress(console=Console(stderr=True), transient=True)
+            self._p.start()
+            self._task = self._p.add_task("caching packages", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self._p is not None:
+            with self._lock:
+                self._p.advance(self._task)
+
+    def __exit__(self, *exc) -> None:
+        if self._p is not None:
+            self._p.stop()
