@@ -153,3 +153,10 @@ def _ensure_ecr_repository(ref: Reference) -> None:
     ecr = parse_ecr_host(ref.registry)
     if ecr:
         ensure_repository(ecr[1], ref.repository, ecr[0])
+
+
+def open_remote_base(ref: str, platform, config=None, insecure: bool = False):
+    """A base image by registry reference (the entry point base.open_base calls)."""
+    from imagebuilder.registry.base_remote import fetch_base
+
+    return fetch_base(ref, platform, config, insecure)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imagebuilder.errors import BadInput, IntegrityError, NotFound
+from imagebuilder.oci.base import Base, select_platform
 from imagebuilder.oci.image import Descriptor, Layer, Platform
 from imagebuilder.registry.client import INDEX_TYPES, RegistryClient
 from imagebuilder.registry.reference import Reference, parse_reference
@@ -57,23 +58,9 @@ class RemoteBlob:
         return None
 
 
-@dataclass(frozen=True)
-class RemoteBase:
-    """The base as `oci.image.append` takes it: config, layers, and what to annotate."""
-
-    name: str  # the reference as given (org.opencontainers.image.base.name)
-    digest: str  # manifest digest of the chosen platform (org.opencontainers.image.base.digest)
-    config: dict
-    layers: tuple[Layer, ...]
-    platform: Platform
-    reference: Reference
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "digest": self.digest, "platform": str(self.platform)}
-
-
-def fetch_base(text: str, platform: Platform, config=None, insecure: bool = False) -> RemoteBase:
-    """Resolve `text` (HOST/REPO[:TAG][@DIGEST], docker:// allowed) for `platform`."""
+def fetch_base(text: str, platform: Platform, config=None, insecure: bool = False) -> Base:
+    """Resolve `text` (HOST/REPO[:TAG][@DIGEST], docker:// allowed) for `platform`: the
+    manifest (through an index when there is one) and the config, nothing else."""
     ref = parse_reference(text, default_tag="latest")
     client = client_for(ref.registry, is_insecure(ref.registry, config, insecure))
     top = client.get_manifest(ref.repository, ref.ref)
@@ -86,9 +73,10 @@ def fetch_base(text: str, platform: Platform, config=None, insecure: bool = Fals
         raise IntegrityError(f"registry {ref.registry} served {top.digest} for {ref}")
     man = top
     if top.media_type in INDEX_TYPES:
-        entry = _pick(top.json(), platform, ref)
-        man = client.get_manifest(ref.repository, entry["digest"])
-        if man is None or man.digest != entry["digest"]:
+        entries = [Descriptor.from_json(m) for m in top.json().get("manifests") or []]
+        entry = select_platform(entries, platform, str(ref))
+        man = client.get_manifest(ref.repository, entry.digest)
+        if man is None or man.digest != entry.digest:
             raise IntegrityError(f"base {ref}: {platform} manifest missing or altered")
     doc = man.json()
     if "config" not in doc or "layers" not in doc:
@@ -117,28 +105,7 @@ def fetch_base(text: str, platform: Platform, config=None, insecure: bool = Fals
         )
         for d, diff_id in zip(doc["layers"], diff_ids, strict=True)
     )
-    return RemoteBase(str(ref), man.digest, cfg, layers, platform, ref)
-
-
-def _pick(index: dict, platform: Platform, ref: Reference) -> dict:
-    entries = index.get("manifests") or []
-    have = []
-    for e in entries:
-        p = e.get("platform") or {}
-        have.append(
-            f"{p.get('os')}/{p.get('architecture')}"
-            + (f"/{p['variant']}" if p.get("variant") else "")
-        )
-        if (
-            p.get("os") == platform.os
-            and p.get("architecture") == platform.architecture
-            and (platform.variant is None or p.get("variant") in (None, platform.variant))
-        ):
-            return e
-    raise NotFound(
-        f"base image {ref} has no {platform} image (it has: {', '.join(sorted(set(have))) or 'none'})",
-        "choose a base that is built for this arch, or resolve the env for an arch it has",
-    )
+    return Base(str(ref), man.digest, cfg, layers, platform)
 
 
 def _read_small(client: RegistryClient, ref: Reference, desc: Descriptor) -> bytes:
