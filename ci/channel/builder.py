@@ -2,9 +2,11 @@
 
 Import it from a test with::
 
-    import importlib.util, pathlib
-    spec = importlib.util.spec_from_file_location("channel_builder", ROOT / "ci/channel/builder.py")
-    builder = importlib.util.module_from_spec(spec); spec.loader.exec_module(builder)
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location("imgb_channel_builder", ROOT / "ci/channel/builder.py")
+    builder = importlib.util.module_from_spec(spec)
+    sys.modules["imgb_channel_builder"] = builder  # before exec: its dataclasses need it
+    spec.loader.exec_module(builder)
 
 or ``sys.path.insert(0, str(ROOT / "ci" / "channel")); import builder``.
 
