@@ -29,7 +29,9 @@ pytestmark = pytest.mark.rig
 def _load_builder():
     if "imgb_channel_builder" in sys.modules:
         return sys.modules["imgb_channel_builder"]
-    spec = importlib.util.spec_from_file_location("imgb_channel_builder", CHANNEL_DIR / "builder.py")
+    spec = importlib.util.spec_from_file_location(
+        "imgb_channel_builder", CHANNEL_DIR / "builder.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["imgb_channel_builder"] = mod  # dataclasses need the module registered
     spec.loader.exec_module(mod)
@@ -47,7 +49,15 @@ NOARCH_NAMES = {
     "tinyfoo", "tinybar", "conflict-a", "conflict-b", "six", "idna", "packaging", "pip",
     "tzdata", "ca-certificates",
 }  # fmt: skip
-SYSTEM_LIBS = ("libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libutil.so.1", "ld-linux")
+SYSTEM_LIBS = (
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+    "ld-linux",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -105,7 +115,10 @@ def rattler_solve(channels, specs, cache_dir, platform="linux-64", **kw) -> dict
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()},
     }
     p = subprocess.run(
-        [sys.executable, "-c", RATTLER_CHILD, json.dumps(args)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", RATTLER_CHILD, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert p.returncode == 0, f"rattler child died ({p.returncode}): {p.stderr[-2000:]}"
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -121,7 +134,17 @@ class HttpServer:
 
     def __init__(self, root: Path):
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), "0"],
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(root),
+                "0",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -185,7 +208,9 @@ def test_build_is_cached_and_idempotent(channel, tmp_path):
     t0 = time.monotonic()
     again = build_channel(channel)
     assert again == channel
-    p = subprocess.run([sys.executable, str(CHANNEL_DIR / "build.py")], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, str(CHANNEL_DIR / "build.py")], capture_output=True, text=True, timeout=120
+    )
     cached = Path(p.stdout.strip().splitlines()[-1])
     assert cached.parent == ROOT / "ci" / "cache" and cached.name.startswith("channel-")
     assert time.monotonic() - t0 < 20, "a warm build must not rebuild"
@@ -220,7 +245,9 @@ def test_inventory(channel):
         assert {r["name"] for r in recs.values()} == names
         for fn, r in recs.items():
             assert r["subdir"] == subdir
-            assert fn == f"{r['name']}-{r['version']}-{r['build']}" + (".conda" if fn.endswith(".conda") else ".tar.bz2")
+            assert fn == f"{r['name']}-{r['version']}-{r['build']}" + (
+                ".conda" if fn.endswith(".conda") else ".tar.bz2"
+            )
             assert r["indexed_timestamp"] == r["timestamp"], fn
         assert (channel / subdir / "repodata_shards.msgpack.zst").is_file()
     noarch = records(channel, "noarch")
@@ -231,10 +258,16 @@ def test_inventory(channel):
     ]  # fmt: skip
     linux = records(channel, "linux-64")
     py = linux["python-3.11.7-h_imgb_0.conda"]
-    assert "python_abi 3.11.* *_cp311" in py["depends"] and any(d.startswith("__glibc >=2.17") for d in py["depends"])
-    assert records(channel, "linux-64")["python_abi-3.11-0_cp311.tar.bz2"]["build"].endswith("_cp311")
+    assert "python_abi 3.11.* *_cp311" in py["depends"] and any(
+        d.startswith("__glibc >=2.17") for d in py["depends"]
+    )
+    assert records(channel, "linux-64")["python_abi-3.11-0_cp311.tar.bz2"]["build"].endswith(
+        "_cp311"
+    )
     osx_py = records(channel, "osx-arm64")["python-3.11.7-h_imgb_0.conda"]
-    assert "__osx >=11.0" in osx_py["depends"] and not any(d.startswith("__glibc") for d in osx_py["depends"])
+    assert "__osx >=11.0" in osx_py["depends"] and not any(
+        d.startswith("__glibc") for d in osx_py["depends"]
+    )
     assert noarch["tinybar-1.0-pyh_imgb_0.tar.bz2"]["depends"] == ["python >=3.8", "tinyfoo >=1"]
     assert linux["needs-newglibc-1.0-h_imgb_0.conda"]["depends"] == ["__glibc >=2.99"]
     assert py["size"] < 60e6
@@ -264,7 +297,8 @@ def test_archives_are_real_and_consistent(channel, tmp_path, subdir):
         on_disk = sorted(
             p.relative_to(dest).as_posix()
             for p in dest.rglob("*")
-            if (p.is_file() or p.is_symlink()) and not p.relative_to(dest).as_posix().startswith("info/")
+            if (p.is_file() or p.is_symlink())
+            and not p.relative_to(dest).as_posix().startswith("info/")
         )
         assert on_disk == sorted(listed), fn
         for p in paths:
@@ -289,12 +323,17 @@ def test_archives_are_real_and_consistent(channel, tmp_path, subdir):
 def test_prefix_placeholders(channel, tmp_path):
     """python has text placeholders (sysconfig, Makefile, *.pc, python-config); libimgb a binary one."""
     _extract(channel / "linux-64/python-3.11.7-h_imgb_0.conda", tmp_path / "py")
-    paths = {p["_path"]: p for p in json.loads((tmp_path / "py/info/paths.json").read_text())["paths"]}
+    paths = {
+        p["_path"]: p for p in json.loads((tmp_path / "py/info/paths.json").read_text())["paths"]
+    }
     text = {k for k, p in paths.items() if p.get("file_mode") == "text"}
     for want in ("lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py", "bin/python3.11-config",
                  "lib/pkgconfig/python-3.11.pc", "lib/python3.11/config-3.11-x86_64-linux-gnu/Makefile"):  # fmt: skip
         assert want in text
-    assert not any(k.startswith("lib/python3.11/site-packages/") and not k.endswith("README.txt") for k in paths)
+    assert not any(
+        k.startswith("lib/python3.11/site-packages/") and not k.endswith("README.txt")
+        for k in paths
+    )
     for gone in ("lib/python3.11/test/", "lib/python3.11/idlelib/", "lib/python3.11/tkinter/", "lib/python3.11/ensurepip/",
                  "lib/python3.11/lib2to3/", "__pycache__"):  # fmt: skip
         assert not any(gone in k for k in paths), gone
@@ -304,7 +343,9 @@ def test_prefix_placeholders(channel, tmp_path):
     so = next(p for p in lp if p["_path"] == "lib/libimgb.so.1")
     assert so["file_mode"] == "binary" and len(so["prefix_placeholder"]) == 255
     _extract(channel / "linux-64/imgb-cli-1.0-h_imgb_0.conda", tmp_path / "cli")
-    cp = {p["_path"]: p for p in json.loads((tmp_path / "cli/info/paths.json").read_text())["paths"]}
+    cp = {
+        p["_path"]: p for p in json.loads((tmp_path / "cli/info/paths.json").read_text())["paths"]
+    }
     assert cp["etc/imgb.conf"]["file_mode"] == "text"
     assert cp["etc/imgb.conf"]["prefix_placeholder"] == builder.PLACEHOLDER
 
@@ -326,7 +367,9 @@ def test_small_packages_are_byte_deterministic(channel, tmp_path):
     )
     env = {**os.environ, "PYTHONHASHSEED": "4242"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
-    rebuilt = sorted(p for p in (tmp_path / "re").rglob("*") if p.name.endswith((".conda", ".tar.bz2")))
+    rebuilt = sorted(
+        p for p in (tmp_path / "re").rglob("*") if p.name.endswith((".conda", ".tar.bz2"))
+    )
     assert len(rebuilt) >= 40
     for p in rebuilt:
         rel = p.relative_to(tmp_path / "re")
@@ -340,12 +383,32 @@ def test_make_package_api(tmp_path):
         "share/plain.txt": "plain\n",
         "share/link.txt": builder.Link("plain.txt"),
     }
-    a = builder.make_package(tmp_path / "a", "linux-64", "demo", "1.0", "h0_0", files, fmt=".tar.bz2", timestamp="2024-05-05")
-    b = builder.make_package(tmp_path / "b", "linux-64", "demo", "1.0", "h0_0", files, fmt=".tar.bz2", timestamp="2024-05-05")
+    a = builder.make_package(
+        tmp_path / "a",
+        "linux-64",
+        "demo",
+        "1.0",
+        "h0_0",
+        files,
+        fmt=".tar.bz2",
+        timestamp="2024-05-05",
+    )
+    b = builder.make_package(
+        tmp_path / "b",
+        "linux-64",
+        "demo",
+        "1.0",
+        "h0_0",
+        files,
+        fmt=".tar.bz2",
+        timestamp="2024-05-05",
+    )
     assert a.sha256 == b.sha256 and a.index["timestamp"] == builder.ts_ms("2024-05-05")
     c = builder.make_package(tmp_path / "a", "linux-64", "demo", "1.0", "h0_0", files, fmt=".conda")
     _extract(c.path, tmp_path / "x")
-    paths = {p["_path"]: p for p in json.loads((tmp_path / "x/info/paths.json").read_text())["paths"]}
+    paths = {
+        p["_path"]: p for p in json.loads((tmp_path / "x/info/paths.json").read_text())["paths"]
+    }
     assert paths["bin/tool"]["file_mode"] == "text"
     assert paths["lib/blob.bin"]["file_mode"] == "binary"
     assert "file_mode" not in paths["share/plain.txt"]
@@ -378,7 +441,9 @@ def _check_ldd(prefix: Path):
             where = where.split(" (")[0]
             if lib.startswith(SYSTEM_LIBS):
                 continue
-            assert Path(where).resolve().is_relative_to(prefix.resolve()), f"{elf}: {lib} -> {where}"
+            assert Path(where).resolve().is_relative_to(prefix.resolve()), (
+                f"{elf}: {lib} -> {where}"
+            )
 
 
 def _check_python_env(prefix: Path, expect_tinyfoo: str = "2.0"):
@@ -390,12 +455,20 @@ def _check_python_env(prefix: Path, expect_tinyfoo: str = "2.0"):
         "  'sqlite': sqlite3.sqlite_version, 'https': ssl.create_default_context().protocol > 0}))"
     )
     env = {"PATH": "/usr/bin:/bin", "HOME": str(prefix.parent)}
-    out = subprocess.run([str(prefix / "bin/python"), "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [str(prefix / "bin/python"), "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     p = str(prefix)
     assert info["prefix"] == p and info["cfg"] == p
-    assert info["ssl"].startswith(p + "/lib/python3.11/") and info["_ssl"].startswith(p + "/lib/python3.11/lib-dynload/")
+    assert info["ssl"].startswith(p + "/lib/python3.11/") and info["_ssl"].startswith(
+        p + "/lib/python3.11/lib-dynload/"
+    )
     assert info["version"] == "3.11.7" and info["tinyfoo"] == expect_tinyfoo
     assert info["openssl"].startswith("OpenSSL 3.")
     _check_ldd(prefix)
@@ -415,7 +488,17 @@ def test_solve_and_install_linux64(channel, channel_http, tmp_path, where):
     assert len(recs) >= 15
     assert recs["python"]["version"] == "3.11.7" and recs["python"]["subdir"] == "linux-64"
     assert recs["tinyfoo"]["version"] == "2.0" and recs["tinybar"]["subdir"] == "noarch"
-    assert {"openssl", "libffi", "libsqlite", "xz", "bzip2", "zlib", "ncurses", "readline", "libimgb"} <= set(recs)
+    assert {
+        "openssl",
+        "libffi",
+        "libsqlite",
+        "xz",
+        "bzip2",
+        "zlib",
+        "ncurses",
+        "readline",
+        "libimgb",
+    } <= set(recs)
     if where == "http":
         assert all(r["url"].startswith(channel_http) for r in recs.values())
     _check_python_env(prefix)
@@ -425,10 +508,17 @@ def test_solve_and_install_linux64(channel, channel_http, tmp_path, where):
 
 def test_env_with_wheel_packages(channel, tmp_path):
     prefix = tmp_path / "env"
-    res = rattler_solve([channel], ["python 3.11.*", "six", "idna", "packaging", "pip", "tinybar"], tmp_path / "c", prefix=prefix)
+    res = rattler_solve(
+        [channel],
+        ["python 3.11.*", "six", "idna", "packaging", "pip", "tinybar"],
+        tmp_path / "c",
+        prefix=prefix,
+    )
     assert len(by_name(res)) >= 20
     code = "import six, idna, packaging, pip, importlib.metadata as m; print(six.__version__, idna.__version__, m.version('packaging'), pip.__version__)"
-    out = subprocess.run([str(prefix / "bin/python"), "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(prefix / "bin/python"), "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.split() == ["1.16.0", "3.6", "23.2", "24.0"], out.stderr
     assert (prefix / "bin/pip").exists()  # entry point from link.json
 
@@ -437,7 +527,13 @@ def test_env_with_wheel_packages(channel, tmp_path):
 def test_python_runs_on_bare_root(channel, tmp_path):
     """Staged for /opt/env, the env runs in a root holding only libc, libm and the loader."""
     root = tmp_path / "root"
-    res = rattler_solve([channel], ["python", "imgb-cli"], tmp_path / "c", prefix=root / "opt/env", target_prefix="/opt/env")
+    res = rattler_solve(
+        [channel],
+        ["python", "imgb-cli"],
+        tmp_path / "c",
+        prefix=root / "opt/env",
+        target_prefix="/opt/env",
+    )
     by_name(res)
     (root / "lib/x86_64-linux-gnu").mkdir(parents=True)
     (root / "lib64").mkdir()
@@ -447,15 +543,25 @@ def test_python_runs_on_bare_root(channel, tmp_path):
     bw = ["bwrap", "--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--clearenv",
           "--setenv", "HOME", "/tmp"]  # fmt: skip
     code = "import ssl, sqlite3, json, lzma, bz2, zlib, ctypes, readline, uuid, curses, decimal, hashlib; print(ssl.__file__)"
-    out = subprocess.run([*bw, "/opt/env/bin/python", "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and out.stdout.strip() == "/opt/env/lib/python3.11/ssl.py", out.stderr
+    out = subprocess.run(
+        [*bw, "/opt/env/bin/python", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "/opt/env/lib/python3.11/ssl.py", (
+        out.stderr
+    )
     cli = subprocess.run([*bw, "/opt/env/bin/imgb-cli"], capture_output=True, text=True, timeout=60)
-    assert cli.stdout.splitlines() == ["prefix=/opt/env", "conf=/opt/env", "version=1.0"], cli.stderr
+    assert cli.stdout.splitlines() == ["prefix=/opt/env", "conf=/opt/env", "version=1.0"], (
+        cli.stderr
+    )
 
 
 @pytest.mark.parametrize("platform", ["osx-arm64", "linux-aarch64"])
 def test_cross_arch_solve(channel, tmp_path, platform):
-    recs = by_name(rattler_solve([channel], ["python", "imgb-cli", "tinybar"], tmp_path / "c", platform=platform))
+    recs = by_name(
+        rattler_solve(
+            [channel], ["python", "imgb-cli", "tinybar"], tmp_path / "c", platform=platform
+        )
+    )
     assert recs["python"]["subdir"] == platform and recs["imgb-cli"]["subdir"] == platform
     assert all(r["subdir"] in (platform, "noarch") for r in recs.values())
     assert len(recs) >= 15
@@ -466,19 +572,31 @@ def test_conflicts_fail(channel, tmp_path):
     assert not res["ok"] and "tinyfoo" in res["error"]
     res = rattler_solve([channel], ["conflict-b", "tinyfoo<2"], tmp_path / "c")
     assert not res["ok"] and "tinyfoo" in res["error"]
-    assert by_name(rattler_solve([channel], ["conflict-a"], tmp_path / "c"))["tinyfoo"]["version"] == "1.1"
+    assert (
+        by_name(rattler_solve([channel], ["conflict-a"], tmp_path / "c"))["tinyfoo"]["version"]
+        == "1.1"
+    )
     res = rattler_solve([channel], ["needs-newglibc"], tmp_path / "c")
     assert not res["ok"] and "__glibc" in res["error"]
     vps = {**DEFAULT_VPS["linux-64"], "__glibc": "2.99"}
-    assert by_name(rattler_solve([channel], ["needs-newglibc"], tmp_path / "c", virtual_packages=vps))
+    assert by_name(
+        rattler_solve([channel], ["needs-newglibc"], tmp_path / "c", virtual_packages=vps)
+    )
 
 
 @pytest.mark.parametrize(
     ("cutoff", "version"),
-    [("2024-03-01T00:00:00", "1.0"), ("2024-12-01T00:00:00", "1.1"), ("2025-01-01T00:00:00", "2.0"), (None, "2.0")],
+    [
+        ("2024-03-01T00:00:00", "1.0"),
+        ("2024-12-01T00:00:00", "1.1"),
+        ("2025-01-01T00:00:00", "2.0"),
+        (None, "2.0"),
+    ],
 )
 def test_time_travel(channel, tmp_path, cutoff, version):
-    recs = by_name(rattler_solve([channel], ["python", "tinybar"], tmp_path / "c", exclude_newer=cutoff))
+    recs = by_name(
+        rattler_solve([channel], ["python", "tinybar"], tmp_path / "c", exclude_newer=cutoff)
+    )
     assert recs["tinyfoo"]["version"] == version
     assert recs["python"]["version"] == "3.11.7"  # the base packages predate every cutoff
 
@@ -492,7 +610,9 @@ def test_time_travel_after_adding_a_package(channel, tmp_path):
     builder.reindex(ch)
     rec = records(ch, "noarch")["tinyfoo-3.0-pyh_imgb_0.conda"]
     assert rec["indexed_timestamp"] == rec["timestamp"] == builder.ts_ms("2025-06-01")
-    assert records(channel, "noarch").keys() < records(ch, "noarch").keys()  # the original is untouched
+    assert (
+        records(channel, "noarch").keys() < records(ch, "noarch").keys()
+    )  # the original is untouched
     assert by_name(rattler_solve([ch], ["tinyfoo"], tmp_path / "c"))["tinyfoo"]["version"] == "3.0"
     old = rattler_solve([ch], ["tinyfoo"], tmp_path / "c", exclude_newer="2025-03-01T00:00:00")
     assert by_name(old)["tinyfoo"]["version"] == "2.0"
@@ -508,7 +628,9 @@ def test_exclude_newer_prefers_indexed_timestamp(channel, tmp_path):
     rec = records(ch, "noarch")["tinyfoo-9.0-pyh_imgb_0.conda"]
     assert rec["timestamp"] == builder.ts_ms("2020-01-01")
     assert rec["indexed_timestamp"] > builder.ts_ms("2025-06-01")
-    assert records(ch, "noarch")["tinyfoo-2.0-pyh_imgb_0.conda"]["indexed_timestamp"] == builder.ts_ms("2025-01-01")
+    assert records(ch, "noarch")["tinyfoo-2.0-pyh_imgb_0.conda"][
+        "indexed_timestamp"
+    ] == builder.ts_ms("2025-01-01")
     got = rattler_solve([ch], ["tinyfoo"], tmp_path / "c", exclude_newer="2025-03-01T00:00:00")
     assert by_name(got)["tinyfoo"]["version"] == "2.0"
     assert by_name(rattler_solve([ch], ["tinyfoo"], tmp_path / "c"))["tinyfoo"]["version"] == "9.0"
