@@ -21,7 +21,8 @@ _SOURCE = "Amazon ECR GetAuthorizationToken (boto3 credential chain)"
 def _client(region: str):
     import boto3
 
-    return boto3.client("ecr", region_name=region)
+    # A fresh session: boto3's default session caches credentials for the process.
+    return boto3.Session().client("ecr", region_name=region)
 
 
 def _aws_error(e: Exception, what: str, region: str) -> Exception:
