@@ -182,6 +182,8 @@ def _walk_tar(tree: _Tree, fileobj, hash_files: bool = True) -> dict[str, bytes]
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, IntegrityError):
             raise
+        if isinstance(e, tarfile.ReadError) and str(e) == "empty file" and not tree.count:
+            return keep  # a valid tar with no members (e.g. a metapackage's pkg tar)
         raise _fail(tree.archive, f"not a readable tar stream ({type(e).__name__}: {e})") from None
     return keep
 

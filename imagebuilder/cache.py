@@ -51,7 +51,14 @@ def cache_env(
         raise BadInput(f"unknown package format {fmt!r}", "use --format .conda or .tar.bz2")
     start = time.monotonic()
     stats = Stats()
-    with _workdir(store) as tmp, _Progress(ui, len(env.packages)) as bar:
+    from imagebuilder.store.gc import write_lease
+    from imagebuilder.store.verify import package_keys
+
+    # Tell a concurrent `gc` which objects we are about to rely on (some may be present
+    # already, so we will not upload them again): it keeps them while the lease is young.
+    write_lease(store, sorted(package_keys(env)))
+    total = sum(p.size or 0 for p in env.packages)
+    with _workdir(store) as tmp, _progress(ui, total) as bar:
         updated = _run_all(
             [lambda p=p: _cache_one(p, store, tmp, fmt, stats, bar) for p in env.packages], jobs
         )
@@ -72,6 +79,14 @@ def cache_env(
             + f" in {time.monotonic() - start:.1f}s"
         )
     return env
+
+
+def _progress(ui, total: int):
+    if ui is not None and hasattr(ui, "progress"):
+        return ui.progress(total, "caching packages", unit="bytes")
+    from imagebuilder.cli.output import Progress
+
+    return Progress(total, "caching packages", enabled=False)
 
 
 def _run_all(tasks, jobs: int) -> list[Package]:
@@ -114,30 +129,28 @@ class _workdir:
 
 
 def _cache_one(pkg: Package, store: Store, tmp: Path, fmt, stats: Stats, bar) -> Package:
-    try:
-        if pkg.is_source and pkg.source != "sdist":
-            return pkg  # git/path sources have no archive; builds.py handles them
-        want_alt = fmt == ".conda" and pkg.kind == CONDA and pkg.filename.endswith(".tar.bz2")
-        if pkg.sha256 and store.exists(pkg.store_key):
-            if not want_alt or _alt_present(pkg, store):
-                stats.add(present=1)
-                return pkg
-            local = None
-        else:
-            local = _fetch(pkg, tmp, stats)
-            pkg = replace(pkg, sha256=local.sha256, size=local.size)
-            kill_point("cache.verified")
-            _check(pkg, local.path)
-            store.put_file(pkg.store_key, local.path, sha256=pkg.sha256)
-            _keep_locally(store, pkg.store_key, local.path)
-        if want_alt:
-            pkg = _add_conda_alt(pkg, store, tmp, local.path if local else None)
-        return pkg
-    finally:
-        bar.advance()
+    if pkg.is_source and pkg.source != "sdist":
+        return pkg  # git/path sources have no archive; builds.py handles them
+    want_alt = fmt == ".conda" and pkg.kind == CONDA and pkg.filename.endswith(".tar.bz2")
+    if pkg.sha256 and store.exists(pkg.store_key):
+        bar.advance(pkg.size or 0)
+        if not want_alt or _alt_present(pkg, store):
+            stats.add(present=1)
+            return pkg
+        local = None
+    else:
+        local = _fetch(pkg, tmp, stats, bar)
+        pkg = replace(pkg, sha256=local.sha256, size=local.size)
+        kill_point("cache.verified")
+        _check(pkg, local.path)
+        store.put_file(pkg.store_key, local.path, sha256=pkg.sha256)
+        _keep_locally(store, pkg.store_key, local.path)
+    if want_alt:
+        pkg = _add_conda_alt(pkg, store, tmp, local.path if local else None)
+    return pkg
 
 
-def _fetch(pkg: Package, tmp: Path, stats: Stats):
+def _fetch(pkg: Package, tmp: Path, stats: Stats, bar):
     from imagebuilder import fetch
 
     if not pkg.sha256 and not pkg.md5:
@@ -147,7 +160,13 @@ def _fetch(pkg: Package, tmp: Path, stats: Stats):
         )
     dest = tmp / f"{pkg.sha256 or pkg.md5}-{pkg.filename}"
     got = fetch.download(
-        pkg.url, dest, label=pkg.label, sha256=pkg.sha256 or None, md5=pkg.md5, size=pkg.size
+        pkg.url,
+        dest,
+        label=pkg.label,
+        sha256=pkg.sha256 or None,
+        md5=pkg.md5,
+        size=pkg.size,
+        progress=bar.advance,
     )
     stats.add(downloaded=1, bytes=got.size)
     return got
@@ -189,7 +208,7 @@ def _add_conda_alt(pkg: Package, store: Store, tmp: Path, local: Path | None) ->
         from imagebuilder.store.localcache import fetch_to_local
 
         local = fetch_to_local(store, pkg.store_key)
-    out = to_conda(local, tmp / "transmuted")
+    out = to_conda(local, tmp / f"transmuted-{pkg.sha256[:16]}", pkg.filename)
     sha = fetch.sha256_file(out)
     from imagebuilder import archive_check
 
@@ -198,30 +217,3 @@ def _add_conda_alt(pkg: Package, store: Store, tmp: Path, local: Path | None) ->
     alt = AltFile(out.name, sha, out.stat().st_size)
     others = tuple(a for a in pkg.alt if a.filename != out.name)
     return replace(pkg, alt=(*others, alt))
-
-
-class _Progress:
-    """A rich progress bar on stderr when the terminal shows it; silent otherwise."""
-
-    def __init__(self, ui, total: int) -> None:
-        self.ui, self.total, self._p, self._task = ui, total, None, None
-        self._lock = threading.Lock()
-
-    def __enter__(self):
-        if self.ui is not None and getattr(self.ui, "show_progress", False) and self.total:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._p = Progress(console=Console(stderr=True), transient=True)
-            self._p.start()
-            self._task = self._p.add_task("caching packages", total=self.total)
-        return self
-
-    def advance(self) -> None:
-        if self._p is not None:
-            with self._lock:
-                self._p.advance(self._task)
-
-    def __exit__(self, *exc) -> None:
-        if self._p is not None:
-            self._p.stop()

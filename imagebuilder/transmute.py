@@ -17,21 +17,24 @@ LEVEL = 10
 _DATE = (1980, 1, 1, 0, 0, 0)
 
 
-def to_conda(src: Path, out_dir: Path) -> Path:
+def to_conda(src: Path, out_dir: Path, filename: str | None = None) -> Path:
+    """Write `<stem>.conda` into out_dir; `filename` is the package's .tar.bz2 name when src
+    is stored under another name."""
     import zstandard
 
     src = Path(src)
-    stem = src.name[: -len(".tar.bz2")]
+    stem = (filename or src.name)[: -len(".tar.bz2")]
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = {k: out_dir / f"{k}-{stem}.tar.zst" for k in ("pkg", "info")}
-    cctx = zstandard.ZstdCompressor(level=LEVEL)
+    # One compressor per stream: a ZstdCompressor cannot interleave two frames.
+    cp, ci = zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdCompressor(level=LEVEL)
     with (
         bz2.open(src, "rb") as raw,
         tarfile.open(fileobj=raw, mode="r|") as tin,
         open(parts["pkg"], "wb") as fp,
         open(parts["info"], "wb") as fi,
-        cctx.stream_writer(fp, closefd=False) as zp,
-        cctx.stream_writer(fi, closefd=False) as zi,
+        cp.stream_writer(fp, closefd=False) as zp,
+        ci.stream_writer(fi, closefd=False) as zi,
         tarfile.open(fileobj=zp, mode="w|", format=tarfile.PAX_FORMAT) as tp,
         tarfile.open(fileobj=zi, mode="w|", format=tarfile.PAX_FORMAT) as ti,
     ):

@@ -231,6 +231,19 @@ class S3Store:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def iter_chunks(self, key: str, size: int = 1 << 20) -> Iterator[bytes]:
+        """Stream an object's bytes (verify re-hashes S3 objects without a temp file)."""
+        from botocore.exceptions import ClientError
+
+        with self._errors(f"read {key}"):
+            try:
+                r = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+            except ClientError as e:
+                if self._code(e) in ("404", "NoSuchKey", "NotFound"):
+                    raise NotFound(f"{key} not found in store {self.url}") from None
+                raise
+            yield from r["Body"].iter_chunks(size)
+
     def list_info(self, prefix: str) -> Iterator[ObjectInfo]:
         full = (f"{self.prefix}/{prefix}" if self.prefix else prefix) if prefix else self.prefix
         if self.prefix and not prefix:

@@ -1,0 +1,226 @@
+"""Shared by tests/cache and tests/store: the real services and envs made from rig packages.
+
+- `s3_service()`: the rig's seaweedfs (IMGBUILD_RIG_ENV) or, when no rig runs, one started
+  here with ci/services/s3.py (same code the rig uses), stopped at session end.
+- `CountingServer`: a small HTTP server over a folder that counts GETs per path, so a test can
+  say "the second cache downloaded nothing".
+- `channel_env(...)`: a ResolvedEnv built by hand from the rig channel's repodata (and wheels),
+  every package pointing at the counting server: cache_env is tested without a solver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rig_values() -> dict[str, str]:
+    path = os.environ.get("IMGBUILD_RIG_ENV")
+    out: dict[str, str] = {}
+    if path and Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            k, sep, v = line.strip().removeprefix("export ").partition("=")
+            if sep and k.startswith("IMGBUILD_RIG_"):
+                out[k] = v.strip().strip("'\"")
+    return out
+
+
+class S3Service:
+    def __init__(self, tmp: Path):
+        self._rig = None
+        vals = rig_values()
+        if "IMGBUILD_RIG_S3_ENDPOINT" not in vals:
+            sys.path.insert(0, str(ROOT / "ci"))
+            from services import s3 as s3svc  # the rig's own starter
+            from services.base import Rig
+
+            self._rig = Rig(tmp / "rig")
+            self._svc = s3svc
+            vals = s3svc.up(self._rig)
+        self.endpoint = vals["IMGBUILD_RIG_S3_ENDPOINT"]
+        self.access = vals["IMGBUILD_RIG_S3_ACCESS_KEY"]
+        self.secret = vals["IMGBUILD_RIG_S3_SECRET_KEY"]
+        self.bucket = vals.get("IMGBUILD_RIG_S3_BUCKET", "imgbuild-rig")
+        self.backend = vals.get("IMGBUILD_RIG_S3_BACKEND", "seaweedfs")
+
+    def env(self) -> dict[str, str]:
+        """Environment for an imgbuild process using this S3 server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "IMGBUILD_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access,
+            aws_secret_access_key=self.secret,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def stop(self) -> None:
+        if self._rig is not None:
+            self._svc.down(self._rig)
+
+
+class CountingServer:
+    """HTTP server over root; counts GETs per path; can corrupt chosen files on the fly."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.gets: dict[str, int] = {}
+        self.tamper: set[str] = set()
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                with server.lock:
+                    server.gets[self.path] = server.gets.get(self.path, 0) + 1
+                if self.path in server.tamper:
+                    data = (server.root / self.path.lstrip("/")).read_bytes()
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                super().do_GET()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def package_gets(self) -> int:
+        with self.lock:
+            return sum(
+                n for p, n in self.gets.items() if p.endswith((".conda", ".tar.bz2", ".whl"))
+            )
+
+    def reset(self) -> None:
+        with self.lock:
+            self.gets.clear()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def build_channel() -> Path:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "ci/channel/build.py")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def channel_packages(base_url: str, channel: Path, subdirs=("linux-64", "noarch")) -> list[dict]:
+    """Every package of the channel's subdirs as Package JSON (url on base_url)."""
+    pkgs = []
+    for subdir in subdirs:
+        repo = json.loads((channel / subdir / "repodata.json").read_text())
+        for section in ("packages", "packages.conda"):
+            for fn, r in sorted(repo.get(section, {}).items()):
+                pkgs.append(
+                    {
+                        "kind": "conda",
+                        "subdir": subdir,
+                        "name": r["name"],
+                        "version": r["version"],
+                        "build": r["build"],
+                        "sha256": r["sha256"],
+                        "md5": r["md5"],
+                        "filename": fn,
+                        "url": f"{base_url}/{subdir}/{fn}",
+                        "size": r["size"],
+                        "depends": r.get("depends", []),
+                        "channel": base_url,
+                        "record": r,
+                    }
+                )
+    return pkgs
+
+
+def wheel_packages(base_url: str, wheels: Path) -> list[dict]:
+    import hashlib
+
+    pkgs = []
+    for whl in sorted(wheels.glob("*.whl")):
+        name, version, *_ = whl.name.split("-")
+        data = whl.read_bytes()
+        pkgs.append(
+            {
+                "kind": "pypi",
+                "subdir": "noarch",
+                "name": name.lower().replace("_", "-"),
+                "version": version,
+                "build": whl.name[:-4].split("-", 2)[2],
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "filename": whl.name,
+                "url": f"{base_url}/{whl.name}",
+                "size": len(data),
+            }
+        )
+    return pkgs
+
+
+def make_env(packages: list[dict], tag: str = "test", arch: str = "linux-64"):
+    from imagebuilder.env import Package, ResolvedEnv
+    from imagebuilder.spec import make_spec
+
+    spec = make_spec(arch=arch, conda=[f"tag-{tag}"])
+    return ResolvedEnv(spec, tuple(Package.from_json(p) for p in packages))
+
+
+def write_env(path: Path, env) -> Path:
+    path.write_text(json.dumps(env.to_json()))
+    return path
+
+
+def run_cache(env_file: Path, store: str, env: dict | None = None, *args: str, timeout=300):
+    """Run tests/cache/cache_cli.py (cache_env + put_env) in a subprocess."""
+    return subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("cache_cli.py")),
+            str(env_file),
+            store,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def run_imgbuild(*args: str, env: dict | None = None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "imagebuilder", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
