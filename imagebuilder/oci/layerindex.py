@@ -66,7 +66,7 @@ class LayerRecord:
     blob: LayerBlob
     members: tuple[str, ...]  # "kind/name/version/sha256" of each package
     paths: tuple[str, ...] = ()  # files installed, relative to the prefix
-    activation: tuple[tuple[str, str], ...] = ()  # exported by activate.d scripts, in order
+    activation: tuple[tuple[str, ...], ...] = ()  # (script, var, value) from activate.d
     link_scripts: tuple[str, ...] = ()  # packages whose link scripts were not run
 
     def to_json(self) -> dict:
@@ -88,7 +88,7 @@ class LayerRecord:
             blob=LayerBlob.from_json(d),
             members=tuple(d.get("members", ())),
             paths=tuple(d.get("paths", ())),
-            activation=tuple((k, v) for k, v in d.get("activation", ())),
+            activation=tuple(tuple(a) for a in d.get("activation", ())),
             link_scripts=tuple(d.get("link_scripts", ())),
         )
 

@@ -1,0 +1,334 @@
+"""Bake: env(s) + base + store -> an immutable Image (or an ImageIndex for several arches).
+
+    plan (pure, from the env record) -> layer index lookups -> stage only what is missing
+    -> write missing layers in parallel (blob to the store, then its record) -> metadata layer
+    -> config/manifest (image.append) -> index over arches
+
+Nothing here writes to a sink; push/image (cli/push.py) hand the value to one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagebuilder.env import ResolvedEnv
+from imagebuilder.errors import BadInput
+from imagebuilder.ids import AliasRef, canonical_json, short
+from imagebuilder.oci import layerindex
+from imagebuilder.oci.base import Base, open_base
+from imagebuilder.oci.image import Artifact, Descriptor, Layer, Platform, append, make_index
+from imagebuilder.oci.layer import Compression, Entry, entry_for, write_layer
+from imagebuilder.oci.plan import LayerGroup, PlanItem, Rules, check_collisions, plan_layers
+from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version, stage
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LABEL = "dev.imgbuild"
+
+
+@dataclass(frozen=True)
+class BakeOptions:
+    base: str = "scratch"
+    compression: str = "zstd"
+    level: int | None = None
+    epoch: int = 0
+    user: str | None = None
+    default_base: str = "scratch"  # config `base_image`: no tag suffix when used
+    default_compression: str = "zstd"  # config `compression`
+    rules: Rules = Rules()
+    jobs: int = 2
+
+    @property
+    def comp(self) -> Compression:
+        return Compression.of(self.compression, self.level)
+
+    @property
+    def is_default_variant(self) -> bool:
+        return self.base == self.default_base and self.compression == self.default_compression
+
+
+@dataclass(frozen=True)
+class Baked:
+    artifact: Artifact
+    tags: tuple[str, ...]
+    layers_reused: int = 0
+    layers_built: int = 0
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def digest(self) -> str:
+        return self.artifact.digest
+
+
+def source_date_epoch(environ=os.environ) -> int:
+    raw = environ.get("SOURCE_DATE_EPOCH")
+    if raw in (None, ""):
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadInput(f"SOURCE_DATE_EPOCH={raw!r} is not an integer") from None
+    if value < 0:
+        raise BadInput(f"SOURCE_DATE_EPOCH={raw!r} is negative")
+    return value
+
+
+def variant_tag(full_id: str, base: Base, compression: str, default: bool) -> str:
+    """CONTRACT.md tags: `<full16>`, or `<full16>-<8 hex of sha256(base digest, compression)>`."""
+    if default:
+        return short(full_id)
+    import hashlib
+
+    h = hashlib.sha256(canonical_json([base.variant_key, compression]).encode()).hexdigest()
+    return f"{short(full_id)}-{h[:8]}"
+
+
+def bake(
+    envs: Sequence[ResolvedEnv],
+    store,
+    opts: BakeOptions = BakeOptions(),
+    config=None,
+    alias: AliasRef | None = None,
+    say: Callable[[str], None] = lambda m: None,
+) -> Baked:
+    """Bake one env into an Image, or several (one per arch) into an ImageIndex."""
+    if not envs:
+        raise BadInput("nothing to bake")
+    arches = [e.arch for e in envs]
+    if len(set(arches)) != len(arches):
+        raise BadInput(f"several environments for one arch: {', '.join(sorted(arches))}")
+    images, tags, warnings = [], [], []
+    reused = built = 0
+    for env in sorted(envs, key=lambda e: e.arch):
+        from imagebuilder.platforms import oci_platform
+
+        os_, arch = oci_platform(env.arch)
+        base = open_base(opts.base, Platform(os_, arch), config)
+        img, r, b, w = bake_one(env, base, store, opts, say)
+        images.append(img)
+        reused, built = reused + r, built + b
+        warnings += w
+        tags.append(variant_tag(env.full_id, base, opts.compression, opts.is_default_variant))
+    if alias is not None:
+        tags.append(alias.image_tag)
+    if len(images) == 1:
+        artifact: Artifact = images[0]
+    else:
+        first = json.loads(images[0].manifest).get("annotations", {})
+        artifact = make_index(
+            images,
+            {k: v for k, v in first.items() if k in ("org.opencontainers.image.created",)},
+        )
+    return Baked(artifact, tuple(dict.fromkeys(tags)), reused, built, tuple(warnings))
+
+
+def plan_items(env: ResolvedEnv, store) -> list[PlanItem]:
+    items = []
+    for p in env.packages:
+        size = p.size
+        if size is None:
+            info = store.stat(p.store_key)
+            size = info.size if info else 0
+        deps = tuple(re.split(r"[\s=<>!~;\[(]", d.strip(), maxsplit=1)[0] for d in p.depends)
+        items.append(PlanItem(p.kind, p.name, p.sha256, size, deps))
+    return items
+
+
+def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
+    from imagebuilder.platforms import host_arch
+
+    pyver = python_version(env)
+    pyc = env.arch == host_arch() and env.package("python") is not None
+    comp = opts.comp
+    groups = plan_layers(plan_items(env, store), len(base.layers), opts.rules)
+    keys = {
+        g.name: layerindex.layer_key(g.member_sha256s, pyver, PREFIX, comp, opts.epoch, pyc)
+        for g in groups
+    }
+    records = {g.name: layerindex.get(store, keys[g.name]) for g in groups}
+    missing = [g for g in groups if records[g.name] is None]
+    by_ident = {ident(p): p for p in env.packages}
+    staged: dict[str, StagedPackage] = {}
+    with tempfile.TemporaryDirectory(prefix="imgbuild-stage-") as tmp:
+        if missing:
+            pkgs = [by_ident[m.ident] for g in missing for m in g.members]
+            staged = stage(env, pkgs, store, Path(tmp), pyc, say)
+            say(f"writing {len(missing)} layer(s)")
+            jobs = max(1, min(opts.jobs, len(missing)))
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                made = list(
+                    pool.map(
+                        lambda g: _build_layer(g, keys[g.name], staged, store, comp, opts.epoch),
+                        missing,
+                    )
+                )
+            for g, rec in zip(missing, made, strict=True):
+                records[g.name] = rec
+        _check_files(groups, records, staged)
+        layers = [
+            Layer(
+                Descriptor(r.blob.media_type, r.blob.digest, r.blob.size),
+                r.blob.diff_id,
+                layerindex.StoreBlob(store, r.blob.digest),
+                g.name,
+            )
+            for g in groups
+            for r in [records[g.name]]
+        ]
+        activation = _activation_env(records.values())
+        env_vars = _config_env(env, base, activation)
+        meta = _meta_layer(env, env_vars, store, comp, opts.epoch)
+    warnings = _link_script_warning(records.values())
+    labels = _labels(env, base, opts.epoch)
+    image = append(
+        base.config,
+        base.layers,
+        [*layers, meta],
+        platform=base.platform or Platform("linux", "amd64"),
+        env=env_vars,
+        labels=labels,
+        annotations=labels,
+        epoch=opts.epoch,
+        user=opts.user,
+    )
+    return image, len(groups) - len(missing), len(missing), warnings
+
+
+def _build_layer(g: LayerGroup, key: str, staged, store, comp: Compression, epoch: int):
+    members = [staged[m.ident] for m in g.members]
+    entries = [entry_for(s.root, f, PREFIX) for s in members for f in s.files]
+    out, tmp = layerindex.temp_blob(store)
+    try:
+        with out:
+            blob = write_layer(entries, out, comp, epoch)
+        rec = layerindex.LayerRecord(
+            key=key,
+            blob=blob,
+            members=tuple(
+                f"{s.package.kind}/{s.package.name}/{s.package.version}/{s.package.sha256}"
+                for s in members
+            ),
+            paths=tuple(sorted({f for s in members for f in s.files})),
+            activation=tuple(a for s in members for a in s.activation),
+            link_scripts=tuple(s.package.label for s in members if s.link_scripts),
+        )
+        return layerindex.put(store, rec, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_files(groups, records, staged) -> None:
+    """A path installed by two packages is an error unless both files are identical."""
+    files: dict[str, list[str]] = {}
+    for g in groups:
+        rec = records[g.name]
+        if len(g.members) == 1:
+            files[g.members[0].ident] = list(rec.paths)
+        else:  # a bucket: attribute through staging when we have it, else to the bucket
+            if all(m.ident in staged for m in g.members):
+                for m in g.members:
+                    files[m.ident] = list(staged[m.ident].files)
+            else:
+                files[g.name] = list(rec.paths)
+
+    def same(path: str, a: str, b: str) -> bool:
+        sa, sb = staged.get(a), staged.get(b)
+        if sa is None or sb is None:
+            return False
+        pa, pb = sa.root / path, sb.root / path
+        if pa == pb:
+            return True
+        try:
+            return pa.read_bytes() == pb.read_bytes()
+        except OSError:
+            return False
+
+    check_collisions(files, same)
+
+
+def _activation_env(records) -> dict[str, str]:
+    """What activate.d scripts would export, applied in conda's order (sorted script names)."""
+    items = sorted((a for r in records for a in r.activation), key=lambda a: (a[0], a[1]))
+    out: dict[str, str] = {}
+    for _script, var, value in items:
+        out[var] = value
+    return out
+
+
+def _config_env(env: ResolvedEnv, base: Base, activation: dict[str, str]) -> dict[str, str]:
+    base_env = dict(
+        e.split("=", 1) for e in (base.config.get("config") or {}).get("Env") or [] if "=" in e
+    )
+    out = {k: v for k, v in activation.items() if k not in ("PATH", "CONDA_PREFIX")}
+    out["PATH"] = f"{PREFIX}/bin:{base_env.get('PATH', DEFAULT_PATH)}"
+    out["CONDA_PREFIX"] = PREFIX
+    out["IMGBUILD_ENV_ID"] = env.short_id
+    return dict(sorted(out.items()))
+
+
+def _labels(env: ResolvedEnv, base: Base, epoch: int) -> dict[str, str]:
+    from imagebuilder.oci.image import iso_time
+
+    labels = {
+        f"{LABEL}.req_id": env.req_id,
+        f"{LABEL}.full_id": env.full_id,
+        f"{LABEL}.env_name": env.name,
+        "org.opencontainers.image.created": iso_time(epoch),
+    }
+    if not base.is_scratch:
+        labels["org.opencontainers.image.base.name"] = base.name
+        labels["org.opencontainers.image.base.digest"] = base.digest or ""
+    return labels
+
+
+def _meta_layer(env: ResolvedEnv, env_vars: dict, store, comp: Compression, epoch: int) -> Layer:
+    """The env's own small last layer: imgbuild-env.json (ids and package identities, no
+    timestamps), the conda-meta/history marker, and an activate script with the config Env."""
+    desc = {
+        "format": 1,
+        "req_id": env.req_id,
+        "full_id": env.full_id,
+        "env_name": env.name,
+        "arch": env.arch,
+        "prefix": PREFIX,
+        "spec": env.spec.canonical(),
+        "packages": [p.identity for p in env.packages],
+    }
+    activate = "".join(f"export {k}='{v}'\n" for k, v in env_vars.items())
+    p = PREFIX.strip("/")
+    entries = [
+        Entry(f"{p}/imgbuild-env.json", "file", data=(canonical_json(desc) + "\n").encode()),
+        Entry(f"{p}/conda-meta/history", "file", data=b""),
+        Entry(f"{p}/etc/imgbuild/activate.sh", "file", data=activate.encode()),
+    ]
+    out, tmp = layerindex.temp_blob(store)
+    try:
+        with out:
+            blob = write_layer(entries, out, comp, epoch)
+        key = layerindex.blob_key(blob.digest)
+        if not store.exists(key):
+            store.put_file(key, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Layer(
+        Descriptor(blob.media_type, blob.digest, blob.size),
+        blob.diff_id,
+        layerindex.StoreBlob(store, blob.digest),
+        "env metadata",
+    )
+
+
+def _link_script_warning(records) -> tuple[str, ...]:
+    names = sorted({n for r in records for n in r.link_scripts})
+    if not names:
+        return ()
+    return (
+        "link scripts were not run (images are built without running package code): "
+        + ", ".join(names),
+    )
