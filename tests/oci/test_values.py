@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from imagebuilder.errors import BadInput, Conflict, UsageError
+from imagebuilder.errors import BadInput, Conflict, ImgbuildError, UsageError
 from imagebuilder.oci.base import scratch
 from imagebuilder.oci.image import (
     MT_INDEX,
@@ -288,7 +288,7 @@ def test_layout_never_names_a_missing_blob(tmp_path):
         annotations={},
         epoch=0,
     )
-    with pytest.raises(OSError):
+    with pytest.raises(ImgbuildError):
         sink.write(bad, ["bad"])
     assert (tmp_path / "lay/index.json").read_bytes() == before
 
