@@ -41,6 +41,9 @@ class Value:
 @dataclass(frozen=True)
 class Config:
     values: tuple[Value, ...]
+    # [auth."HOST"] tables of the TOML config files, most specific file first (secrets inside:
+    # only imagebuilder.sources reads them; show() masks them).
+    auth: tuple[Value, ...] = ()
 
     def _find(self, key: str) -> Value:
         for v in self.values:
@@ -86,9 +89,17 @@ class Config:
         return c
 
     def show(self) -> list[dict]:
-        return [
+        rows = [
             {"key": v.key, "value": mask(v.key, v.value), "source": v.source} for v in self.values
         ]
+        for a in self.auth:
+            for field_name, value in sorted(a.value.items()):
+                key = f"{a.key}.{field_name}"
+                secret = field_name in ("password", "token")
+                rows.append(
+                    {"key": key, "value": "***" if secret else mask(key, value), "source": a.source}
+                )
+        return rows
 
 
 def expand(path: str) -> str:
@@ -101,8 +112,10 @@ def mask(key: str, value: Any) -> Any:
     """Secrets never printed: credentials in URLs, and values of secret-looking keys."""
     if value is None:
         return None
-    if any(h in key for h in SECRET_HINTS):
+    if any(h in key for h in SECRET_HINTS) and not key.endswith("_env"):
         return "***"
+    if isinstance(value, list | tuple):
+        return [mask(key, v) for v in value]
     return redact(str(value)) if isinstance(value, str) else value
 
 
@@ -136,6 +149,15 @@ def load_config(
     layers.append((str(user), _toml_keys(user)))
     mf_path, mf_values = _metaflow_config(env, home_dir)
     layers.append((mf_path, mf_values))
+    # What users already configured for conda, pip and uv, below everything of imgbuild's own.
+    from imagebuilder.sources.defaults import condarc_channels, index_url
+
+    for found, key in (
+        (condarc_channels(env, home_dir), "channels"),
+        (index_url(env, home_dir, Path(cwd or os.getcwd())), "index_url"),
+    ):
+        if found is not None:
+            layers.append((found[1], {key: found[0]}))
 
     values = []
     for key in KEYS:
@@ -150,7 +172,11 @@ def load_config(
                 break
         else:
             values.append(_default(key, env))
-    return Config(tuple(values))
+    auth = tuple(
+        Value(f"auth.{host}", table, source)
+        for source, host, table in auth_tables(cwd=cwd, home=home_dir, environ=env)
+    )
+    return Config(tuple(values), auth)
 
 
 def _default(key: str, env: Mapping[str, str]) -> Value:
@@ -167,6 +193,34 @@ def _toml_keys(path: Path) -> dict[str, Any]:
         return {}
     data = read_toml(path)
     return {k: v for k, v in data.items() if k in KEYS}
+
+
+def auth_tables(
+    cwd: str | os.PathLike | None = None,
+    home: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[str, str, dict]]:
+    """(source, host, table) of every [auth."HOST"] table, most specific file first."""
+    env = os.environ if environ is None else environ
+    home_dir = Path(home) if home else Path(env.get("HOME") or Path.home())
+    out = []
+    for path in (
+        Path(cwd or os.getcwd()) / "imgbuild.toml",
+        Path(env.get("XDG_CONFIG_HOME") or home_dir / ".config") / "imgbuild" / "config.toml",
+    ):
+        if not path.is_file():
+            continue
+        tables = read_toml(path).get("auth") or {}
+        if not isinstance(tables, dict):
+            raise BadInput(f"{path}: `auth` must be a table of hosts", '[auth."host"] ...')
+        for host, table in tables.items():
+            if not isinstance(table, dict):
+                raise BadInput(
+                    f"{path}: [auth.{host!r}] must be a table",
+                    'e.g. [auth."conda.example.com"] username = "me" password_env = "CONDA_PW"',
+                )
+            out.append((str(path), host, table))
+    return out
 
 
 def read_toml(path: Path) -> dict:
