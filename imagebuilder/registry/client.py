@@ -114,7 +114,9 @@ class RegistryClient:
         with self._lock:
             if self._scheme is not None:
                 return
-            schemes = ("https", "http") if self.insecure else ("https",)
+            # Insecure hosts try plain HTTP first: the ping carries no credentials, and a TLS
+            # attempt costs ~70 ms of SSL setup on every run against a plain-HTTP registry.
+            schemes = ("http", "https") if self.insecure else ("https",)
             last: Exception | None = None
             for scheme in schemes:
                 try:
@@ -124,9 +126,11 @@ class RegistryClient:
                     continue
                 except requests.RequestException as e:
                     last = e
-                    if scheme == "https" and self.insecure:
+                    if self.insecure and scheme == "http":
                         continue
                     break
+                if self.insecure and scheme == "http" and r.status_code == 400:
+                    continue  # a TLS server answering plain HTTP
                 if r.status_code == 401:
                     self.auth.challenged(r.headers.get("WWW-Authenticate"), ())
                 elif r.status_code >= 500:
