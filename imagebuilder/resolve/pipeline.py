@@ -1,0 +1,109 @@
+"""`imgbuild resolve` end to end: specs -> (reuse | solve, per arch in parallel) -> cache ->
+env record -> aliases.
+
+A request whose req_id already has an env in the store reuses the newest one (no solve), as
+Conda v2 does; `force` solves again (a channel that gained a newer package then gives a new
+full_id under the same req_id). `dry_run` always solves and touches no store.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from imagebuilder.env import ResolvedEnv
+from imagebuilder.errors import NotFound, UsageError
+from imagebuilder.ids import short
+from imagebuilder.resolve.base import Context
+
+
+@dataclass(frozen=True)
+class Options:
+    dry_run: bool = False
+    no_cache: bool = False
+    force: bool = False
+    resolver: str = "rattler"
+    fmt: str | None = None  # --format, passed to caching
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    env: ResolvedEnv
+    reused: bool = False
+
+
+def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
+    from imagebuilder.ids import parse_alias
+    from imagebuilder.resolve import conda_backend
+
+    refs = [parse_alias(a) for a in opts.aliases]  # bad names fail before any work
+    specs = list(collected.specs)
+    if opts.resolver == "uv" and any(s.conda for s in specs):
+        raise UsageError(
+            "--resolver uv resolves PyPI requirements only, and this request has conda specs",
+            "drop --resolver uv (python still comes from conda through rattler)",
+        )
+    conda = conda_backend(opts.resolver)
+    store = None
+    if not opts.dry_run:
+        from imagebuilder.store import open_store
+
+        config = ui.config()
+        store = open_store(config.store, config)
+    ctx = Context(secrets=collected.secrets, progress=progress)
+
+    outcomes: list[Outcome | None] = [None] * len(specs)
+    todo = []
+    for i, spec in enumerate(specs):
+        reused = None if (store is None or opts.force) else _existing(store, spec.req_id)
+        if reused is not None:
+            ui.info(
+                f"{spec.arch}: request {short(spec.req_id)} already resolved as "
+                f"{short(reused.full_id)} ({reused.resolved_at}); reusing it "
+                "(imgbuild resolve --force solves again)"
+            )
+            outcomes[i] = Outcome(reused, reused=True)
+        else:
+            todo.append(i)
+    solved = _solve_all([specs[i] for i in todo], conda, ctx)
+    for i, env in zip(todo, solved, strict=True):
+        outcomes[i] = Outcome(env)
+
+    if store is not None:
+        from imagebuilder.store.envs import put_env
+
+        for i, out in enumerate(outcomes):
+            env = out.env
+            if not opts.no_cache:
+                from imagebuilder.cache import cache_env
+
+                env = cache_env(env, store, ui=ui, fmt=opts.fmt)
+            put_env(store, env)  # after its packages (CONTRACT.md); write-once: no-op if present
+            outcomes[i] = Outcome(env, out.reused)
+        if refs:
+            from imagebuilder.store.aliases import set_alias
+
+            for ref in refs:
+                for out in outcomes:
+                    set_alias(store, ref, out.env)
+    return [o for o in outcomes if o is not None]
+
+
+def _existing(store, req_id: str) -> ResolvedEnv | None:
+    from imagebuilder.store.envs import newest_for_request
+
+    try:
+        return newest_for_request(store, req_id)
+    except NotFound:
+        return None
+
+
+def _solve_all(specs, conda, ctx: Context) -> list[ResolvedEnv]:
+    from imagebuilder.resolve import resolve
+
+    if len(specs) <= 1:
+        return [resolve(s, conda=conda, ctx=ctx) for s in specs]
+    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="resolve") as pool:
+        futures = [pool.submit(resolve, s, conda, None, ctx) for s in specs]
+        return [f.result() for f in futures]  # the first failure, in arch order, is raised
