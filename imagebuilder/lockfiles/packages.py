@@ -22,6 +22,15 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
+def remember_credentials(url: str) -> None:
+    """A lock may carry credentials in its URLs: keep them for this process's downloads (the
+    package records keep the URL without them)."""
+    if "@" in url or "/t/" in url:
+        from imagebuilder.sources import remember
+
+        remember(url)
+
+
 def filename_of(url: str) -> str:
     return unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
 
@@ -67,6 +76,7 @@ def conda_package(
     `fields` are extra repodata keys the lock knows (license, timestamp, noarch, build_number):
     they are kept in the record so install and the SBOM see them; identity never uses them.
     """
+    remember_credentials(url)
     clean = strip_credentials(url)
     fn = filename_of(clean)
     name, version, build = split_conda_filename(fn)
@@ -173,6 +183,7 @@ def pypi_package(
     """A wheel (or an sdist, to be built later) pinned by URL and sha256."""
     from packaging.utils import canonicalize_name
 
+    remember_credentials(url)
     clean = strip_credentials(url.split("#", 1)[0])
     fn = filename_of(clean)
     sha = check_sha256(sha256, f"{where}{fn}")
@@ -181,8 +192,8 @@ def pypi_package(
         return Package(
             kind=PYPI,
             subdir="noarch" if is_pure_tag(tag) else arch,
-            name=wname,
-            version=wversion,
+            name=canonicalize_name(name) if name else wname,
+            version=version or wversion,  # the lock's own spelling, as the resolver keeps it
             build=tag,
             sha256=sha,
             filename=fn,

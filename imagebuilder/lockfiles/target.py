@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from functools import cached_property
 
 from imagebuilder.errors import BadInput
-from imagebuilder.platforms import get_arch, virtual_packages
+from imagebuilder.platforms import get_arch
 
 
 @dataclass(frozen=True)
 class Target:
     arch: str
     python: str  # full version, e.g. "3.11.7" ("3.11" is read as "3.11.0")
-    glibc: str = "2.28"
+    sys_items: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sys(self) -> dict[str, str]:
+        return dict(self.sys_items)
 
     @classmethod
     def make(cls, arch: str, python: str | None, sys_packages: dict[str, str] | None = None):
@@ -33,51 +36,14 @@ class Target:
                 f"python {python!r} is not a version like 3.11 or 3.11.7",
                 "pass --python X.Y to say which python the locked wheels are for",
             )
-        glibc = virtual_packages(arch, sys_packages or {}).get("__glibc", "2.28")
-        return cls(arch, ".".join(parts[:3]), glibc)
-
-    @property
-    def py_tuple(self) -> tuple[int, int]:
-        major, minor = self.python.split(".")[:2]
-        return int(major), int(minor)
-
-    @cached_property
-    def _tags(self) -> dict[str, int]:
-        from packaging import tags
-
-        a = get_arch(self.arch)
-        if a.is_linux:
-            major, minor = (int(x) for x in self.glibc.split(".")[:2])
-            machine = a.machine
-            platforms = [f"manylinux_{major}_{m}_{machine}" for m in range(minor, -1, -1)]
-            legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-            for (lmaj, lmin), name in legacy.items():
-                if (major, minor) >= (lmaj, lmin) and machine in ("x86_64", "i686", "aarch64"):
-                    platforms.insert(
-                        platforms.index(f"manylinux_{lmaj}_{lmin}_{machine}") + 1,
-                        f"{name}_{machine}",
-                    )
-            platforms.append(f"linux_{machine}")
-        else:
-            osx = virtual_packages(self.arch, {}).get("__osx", "11.0")
-            version = tuple(int(x) for x in osx.split(".")[:2])
-            platforms = list(tags.mac_platforms(version, a.machine))  # type: ignore[arg-type]
-        py = self.py_tuple
-        interp = f"cp{py[0]}{py[1]}"
-        ordered = list(tags.cpython_tags(py, [interp, "abi3", "none"], platforms))
-        ordered += list(tags.compatible_tags(py, interp, platforms))
-        return {str(t): i for i, t in reversed(list(enumerate(ordered)))}
+        return cls(arch, ".".join(parts[:3]), tuple(sorted((sys_packages or {}).items())))
 
     def wheel_rank(self, filename: str) -> int | None:
-        """Lower is better; None when the target cannot install the wheel."""
-        from packaging.utils import parse_wheel_filename
+        """Lower is better; None when the target cannot install the wheel. The resolver's own
+        ranking (resolve/wheeltags.py), so a lock picks the wheel a resolve would have."""
+        from imagebuilder.resolve.wheeltags import rank
 
-        try:
-            _, _, _, wheel_tags = parse_wheel_filename(filename)
-        except ValueError:
-            return None
-        ranks = [self._tags[str(t)] for t in wheel_tags if str(t) in self._tags]
-        return min(ranks) if ranks else None
+        return rank(filename, self.arch, self.python, self.sys)
 
     def best_wheel(self, filenames: list[str]) -> str | None:
         ranked = [(r, f) for f in filenames if (r := self.wheel_rank(f)) is not None]
