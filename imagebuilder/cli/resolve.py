@@ -34,7 +34,12 @@ RESOLVERS = ("rattler", "uv", "micromamba", "conda", "mamba")
     metavar="FILE",
     help="pyproject.toml ([project] dependencies, requires-python).",
 )
-@click.option("--lockfile", metavar="FILE", help="Import a lock file (not available yet).")
+@click.option(
+    "--lockfile",
+    metavar="FILE",
+    help="Import a lock file (conda-lock.yml, pixi.lock, uv.lock, pylock.toml, @EXPLICIT, "
+    "requirements.txt with --hash): the locked packages, no solve.",
+)
 @click.option("--conda", multiple=True, metavar="SPEC", help="A conda spec, e.g. 'numpy>=2'.")
 @click.option("--pypi", multiple=True, metavar="REQ", help="A PyPI requirement (PEP 508).")
 @click.option(
@@ -105,15 +110,17 @@ def resolve(ui, lockfile, aliases, dry_run, no_cache, force, resolver, fmt, **re
       imgbuild resolve -f environment.yml --arch linux-64 --arch osx-arm64
       imgbuild resolve -r requirements.txt --exclude-newer 2024-06-01 --dry-run --json
     """
-    from imagebuilder.errors import UsageError
     from imagebuilder.inputs.collect import Flags, collect
     from imagebuilder.resolve.pipeline import Options, run
 
-    if lockfile:
-        raise UsageError(
-            "--lockfile is not available yet", "resolve from the files the lock was made from"
-        )
     flags = Flags(**{k: tuple(v) if isinstance(v, tuple | list) else v for k, v in request.items()})
+    if lockfile:  # lock import: the locked packages as they are, no solve (lockfiles/)
+        from imagebuilder.lockfiles.importer import import_lock
+
+        opts = Options(dry_run, no_cache, force, resolver, fmt, tuple(aliases))
+        outcomes = import_lock(lockfile, flags.arch, opts, ui, python=flags.python, flags=flags)
+        _print(ui, outcomes, opts)
+        return
     collected = collect(flags, ui.config())
     for source in collected.sources:
         ui.info(f"reading {source}")
