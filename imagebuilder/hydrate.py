@@ -60,6 +60,39 @@ def check_platform(env: ResolvedEnv) -> None:
         )
 
 
+def already_there(prefix: str | os.PathLike, env_ref: str, arch: str | None = None) -> dict | None:
+    """If env_ref names an env by id (full_id, req_id:full_id, env name) and prefix already holds
+    it, what `create` reports; else None. Reads only the prefix's marker (ids are immutable,
+    unlike aliases, so the store need not be asked)."""
+    from imagebuilder.errors import ImgbuildError
+    from imagebuilder.ids import FullIdRef, PairRef, parse_env_ref
+
+    target = os.path.abspath(os.path.expanduser(str(prefix)))
+    marker = pfx.read_marker(target)
+    if marker is None or (arch and marker.arch != arch):
+        return None
+    try:
+        ref = parse_env_ref(env_ref)
+    except ImgbuildError:
+        return None
+    if isinstance(ref, FullIdRef):
+        ok = marker.full_id.startswith(ref.full_id)
+    elif isinstance(ref, PairRef):
+        ok = marker.full_id.startswith(ref.full_id) and marker.req_id.startswith(ref.req_id)
+    else:
+        return None
+    if not ok:
+        return None
+    done = Hydrated(target, marker.python, False, "existing", 0.0).to_json()
+    return {
+        **done,
+        "req_id": marker.req_id,
+        "full_id": marker.full_id,
+        "env_name": marker.env_name,
+        "arch": marker.arch,
+    }
+
+
 def env_python(prefix: str, env: ResolvedEnv) -> str | None:
     if env.conda_packages():
         return os.path.join(prefix, "bin", "python") if env.package("python") else None

@@ -78,6 +78,14 @@ def create(
     from imagebuilder.store import open_store
 
     target = _target(prefix, name)
+    if not force and not jupyter:
+        from imagebuilder.hydrate import already_there
+
+        done = already_there(target, env_ref, arch)
+        if done is not None:  # named by id and already there: no store access at all
+            ui.info(f"{done['prefix']} already holds {done['env_name']}")
+            emit(ui, done, lambda d: d["prefix"])
+            return
     allow_inprocess()  # the CLI leaves through os._exit: py-rattler may run here
     cfg = ui.config()
     store = open_store(cfg.store, cfg)
