@@ -188,8 +188,10 @@ def run_cli(group: click.Group, argv: list[str]) -> int:
     want_json = "--json" in argv
     debug = "--debug" in argv
     try:
-        group.main(args=argv, prog_name="imgbuild", standalone_mode=False)
-        return 0
+        rv = group.main(args=argv, prog_name="imgbuild", standalone_mode=False)
+        # Without standalone mode click *returns* the code of a `click.exceptions.Exit`
+        # (e.g. `imgbuild run` passing on its command's exit code) instead of raising it.
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except ImgbuildError as e:
         _report(e, want_json, debug)
         return e.exit_code
