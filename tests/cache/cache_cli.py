@@ -27,7 +27,8 @@ def main(env_file, store_url, fmt, json_out):
     from imagebuilder.store import open_store
     from imagebuilder.store.envs import put_env
 
-    env = ResolvedEnv.from_json(json.load(open(env_file)))
+    with open(env_file) as f:
+        env = ResolvedEnv.from_json(json.load(f))
     store = open_store(store_url, load_config())
     env = cache_env(env, store, ui=Ui(), fmt=fmt)
     put_env(store, env)

@@ -13,9 +13,7 @@ import helpers  # noqa: E402
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
-    svc = helpers.S3Service(tmp_path_factory.mktemp("s3svc"))
-    yield svc
-    svc.stop()
+    return helpers.shared_s3(tmp_path_factory.mktemp("s3svc"))
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,20 @@ class S3Service:
             self._svc.down(self._rig)
 
 
+_shared: S3Service | None = None
+
+
+def shared_s3(tmp: Path) -> S3Service:
+    """One S3 service per pytest process, shared by tests/cache and tests/store."""
+    global _shared
+    if _shared is None:
+        import atexit
+
+        _shared = S3Service(tmp)
+        atexit.register(_shared.stop)
+    return _shared
+
+
 class CountingServer:
     """HTTP server over root; counts GETs per path; can corrupt chosen files on the fly."""
 
