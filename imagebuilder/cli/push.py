@@ -88,11 +88,15 @@ def push(ui: Ui, env_ref, sink, base, compression, user, arches) -> None:
     cfg, baked = _bake(ui, env_ref, base, compression, user, arches)
     target = parse_sink(sink, cfg)
     written = target.write(baked.artifact, baked.tags)
+    from imagebuilder.sbom_attach import attach_for_push  # SBOM artifacts (issue 9)
+
+    sboms = attach_for_push(ui, target, baked.artifact, env_ref, arches)
     data = {
         **written.to_json(),
         "tags": list(baked.tags),
         "layers_built": baked.layers_built,
         "layers_reused": baked.layers_reused,
+        "sboms": sboms,
     }
     emit(ui, data, lambda d: "\n".join(f"{r}@{d['digest']}" for r in d["refs"]))
 
