@@ -71,7 +71,9 @@ def authorize(url: str) -> str:
             best = clean
     if best:
         return _registered[best] + url[len(best) :]
-    return url
+    from imagebuilder.sources import url_with_credentials  # config [auth], netrc, remembered
+
+    return url_with_credentials(url)
 
 
 # --- HTTP --------------------------------------------------------------------------------------
