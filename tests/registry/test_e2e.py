@@ -1,0 +1,227 @@
+"""End to end on the rig: `imgbuild push` to the rig registry on a base by reference,
+skopeo sees labels and alias tags, no-op and base-blob byte counts through the counting
+proxy, and `imgbuild run` through the rig's podman socket.
+
+Needs the rig (IMGBUILD_RIG_ENV, `python ci/rig.py up --dir DIR`): registry, podman, images.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ci.services.registry_proxy import Proxy
+from imagebuilder.store.local import LocalStore
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.rig
+
+
+def _oci_fixtures():
+    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+OCI = _oci_fixtures()
+
+
+def rig(key: str) -> str:
+    value = OCI.rig_value(key)
+    if not value:
+        pytest.fail(
+            f"{key} missing: start the rig (python ci/rig.py up --dir DIR) and set "
+            "IMGBUILD_RIG_ENV=DIR/rig.env"
+        )
+    return value
+
+
+@pytest.fixture(scope="module")
+def channel():
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "ci/channel/build.py")], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def store_env(channel, tmp_path_factory):
+    """A store holding one env (conda python + tinyfoo + six, a wheel) and its alias."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    store = LocalStore(tmp / "store")
+    wheel = OCI.make_wheel(tmp / "w", "imgb-e2e", "1.0", {"imgb_e2e.py": "V = 'e2e-ok'\n"})
+    env = OCI.EnvFactory(channel, tmp).make(store, ["python", "tinyfoo", "six"], wheels=[wheel])
+    return store, env
+
+
+@pytest.fixture
+def cli_env(tmp_path, store_env, isolated):
+    store, _ = store_env
+    home = isolated
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "IMGBUILD_",
+                "METAFLOW_IMGBUILD_",
+                "SOURCE_DATE_EPOCH",
+                "DOCKER_",
+                "REGISTRY_AUTH_FILE",
+            )
+        )
+    }
+    env.update(
+        HOME=str(home),
+        IMGBUILD_STORE=str(store.root),
+        IMGBUILD_CACHE_DIR=str(tmp_path / "cache"),
+        IMGBUILD_INSECURE_REGISTRIES=rig("IMGBUILD_RIG_REGISTRY"),
+    )
+    return env
+
+
+def cli(args, env, expect=0, cwd=None):
+    r = subprocess.run(
+        [sys.executable, "-m", "imagebuilder", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    assert r.returncode == expect, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def skopeo(ref: str, raw: bool = False) -> dict:
+    args = [
+        "skopeo",
+        "inspect",
+        "--tls-verify=false",
+        *(["--raw"] if raw else []),
+        f"docker://{ref}",
+    ]
+    return json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+
+
+def test_push_base_by_reference_noop_and_labels(store_env, cli_env):
+    _, env = store_env
+    reg = rig("IMGBUILD_RIG_REGISTRY")
+    proxy = Proxy(reg).start()
+    try:
+        cli_env["IMGBUILD_INSECURE_REGISTRIES"] += f",{proxy.host}"
+        base = f"{proxy.host}/imgbuild-rig/base:bookworm"
+        repo = f"envs/e2e-{os.urandom(4).hex()}"  # the rig registry outlives test runs
+        cli(["alias", env.full_id[:16], "team/e2e:v1"], cli_env)
+        r = cli(
+            [
+                "push",
+                "team/e2e:v1",
+                "--to",
+                f"docker://{proxy.host}/{repo}",
+                "--base",
+                base,
+                "--json",
+            ],
+            cli_env,
+        )
+        out = json.loads(r.stdout)
+        digest = out["digest"]
+        base_digests = {
+            d["digest"] for d in skopeo(f"{reg}/imgbuild-rig/base:bookworm", raw=True)["layers"]
+        }
+        # None of the base's blobs went up (mounted from imgbuild-rig/base), none came down.
+        put_paths = [s.path for s in proxy.seen if s.method == "PUT" and "/blobs/" in s.path]
+        assert put_paths and not any(d in p for d in base_digests for p in put_paths)
+        assert not any(s.method == "GET" and d in s.path for d in base_digests for s in proxy.seen)
+        assert proxy.count("POST", "mount=") >= len(base_digests)
+        tags = {t.split(":")[-1] for t in out["refs"]}
+        assert env.full_id[:16] in "".join(tags) and "team__e2e--v1" in tags
+        info = skopeo(f"{reg}/{repo}:team__e2e--v1")
+        assert info["Digest"] == digest
+        assert info["Labels"]["dev.imgbuild.full_id"] == env.full_id
+        full_tag = next(t for t in tags if t.startswith(env.full_id[:16]))
+        assert skopeo(f"{reg}/{repo}:{full_tag}")["Digest"] == digest
+        # No-op push: zero blob bytes, same digest.
+        proxy.seen.clear()
+        r = cli(
+            [
+                "push",
+                "team/e2e:v1",
+                "--to",
+                f"docker://{proxy.host}/{repo}",
+                "--base",
+                base,
+                "--json",
+            ],
+            cli_env,
+        )
+        assert json.loads(r.stdout)["digest"] == digest
+        assert proxy.upload_bytes() == 0 and proxy.count("PUT") == 0
+    finally:
+        proxy.stop()
+
+
+def test_run_through_podman(store_env, cli_env, tmp_path):
+    _, env = store_env
+    reg = rig("IMGBUILD_RIG_REGISTRY")
+    cli_env["DOCKER_HOST"] = rig("IMGBUILD_RIG_PODMAN_SOCKET")
+    for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF"):
+        cli_env[key] = rig(key)
+    (tmp_path / "data.txt").write_text("from the host\n")
+    code = (
+        "import sys, imgb_e2e, tinyfoo; print(imgb_e2e.V, open('data.txt').read().strip(), "
+        "sys.prefix); sys.exit(7)"
+    )
+    r = cli(
+        [
+            "run",
+            env.full_id[:16],
+            "--to",
+            f"docker://{reg}/envs/run",
+            "--base",
+            f"{reg}/imgbuild-rig/base:bookworm",
+            "--",
+            "python",
+            "-c",
+            code,
+        ],
+        cli_env,
+        expect=7,
+        cwd=tmp_path,
+    )
+    assert "e2e-ok from the host /opt/imgbuild/env" in r.stdout
+
+
+def test_run_loads_archive_without_registry(store_env, cli_env, tmp_path):
+    _, env = store_env
+    cli_env["DOCKER_HOST"] = rig("IMGBUILD_RIG_PODMAN_SOCKET")
+    r = cli(
+        [
+            "run",
+            env.full_id[:16],
+            "--base",
+            rig("IMGBUILD_RIG_BASE_OCI"),
+            "--",
+            "python",
+            "-c",
+            "import six; print('six', six.__version__)",
+        ],
+        cli_env,
+        cwd=tmp_path,
+    )
+    assert r.stdout.startswith("six ")
+
+
+def test_run_engine_down_is_clear(store_env, cli_env, tmp_path):
+    _, env = store_env
+    cli_env["DOCKER_HOST"] = f"unix://{tmp_path}/nothing.sock"
+    r = cli(["run", env.full_id[:16], "--", "true"], cli_env, expect=5)
+    assert "no container engine" in r.stderr and "nothing.sock" in r.stderr
