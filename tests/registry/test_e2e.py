@@ -225,3 +225,32 @@ def test_run_engine_down_is_clear(store_env, cli_env, tmp_path):
     cli_env["DOCKER_HOST"] = f"unix://{tmp_path}/nothing.sock"
     r = cli(["run", env.full_id[:16], "--", "true"], cli_env, expect=5)
     assert "no container engine" in r.stderr and "nothing.sock" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["basic", "token"])
+def test_cli_push_with_auth_and_no_secret_leaks(
+    kind, store_env, cli_env, basic_registry, token_registry, helper_path
+):
+    from conftest import PASSWORD, USER, docker_config, write_helper
+
+    _, env = store_env
+    reg = basic_registry if kind == "basic" else token_registry
+    cli_env["PATH"] = f"{helper_path}{os.pathsep}{cli_env['PATH']}"
+    cli_env["IMGBUILD_INSECURE_REGISTRIES"] = reg.host
+    home = Path(cli_env["HOME"])
+    write_helper(helper_path, "e2e", {reg.host: (USER, PASSWORD)})
+    docker_config(home, {"credHelpers": {reg.host: "e2e"}})
+    target = f"docker://{reg.host}/envs/auth-{kind}"
+    r = cli(["push", env.full_id[:16], "--to", target, "--json"], cli_env)
+    assert json.loads(r.stdout)["digest"].startswith("sha256:")
+    assert PASSWORD not in r.stdout + r.stderr
+    # Wrong password: exit 1, names the registry and the helper, never the secret.
+    write_helper(helper_path, "e2e", {reg.host: (USER, "WrongPassw0rd")})
+    r = cli(["push", env.full_id[:16], "--to", target], cli_env, expect=1)
+    assert reg.host in r.stderr and "docker-credential-e2e" in r.stderr
+    assert "WrongPassw0rd" not in r.stdout + r.stderr and PASSWORD not in r.stdout + r.stderr
+    # No credentials at all: exit 5, says where it looked.
+    docker_config(home, {})
+    r = cli(["push", env.full_id[:16], "--to", target, "--json"], cli_env, expect=5)
+    err = json.loads(r.stdout)["error"]
+    assert err["kind"] == "unauthorized" and "config.json" in err["message"]
