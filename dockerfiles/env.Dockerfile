@@ -13,10 +13,11 @@ ARG BUILDER_IMAGE=@@BUILDER_IMAGE@@
 FROM ${BUILDER_IMAGE} AS build
 COPY wheels /imgbuild/wheels
 COPY store /imgbuild/store
-RUN python3 -m venv /imgbuild/venv \
- && /imgbuild/venv/bin/pip install --no-index --find-links /imgbuild/wheels --quiet imgbuild \
- && /imgbuild/venv/bin/imgbuild create @@ENV_ID@@ --prefix /opt/imgbuild/env \
-      --store /imgbuild/store --arch @@ARCH@@ \
+# --target: works with any python3 + pip (Debian's has no venv module without python3-venv).
+RUN python3 -m pip install --no-index --find-links /imgbuild/wheels --target /imgbuild/site \
+      --quiet --disable-pip-version-check imgbuild \
+ && PYTHONPATH=/imgbuild/site python3 -m imagebuilder create @@ENV_ID@@ \
+      --prefix /opt/imgbuild/env --store /imgbuild/store --arch @@ARCH@@ \
  && chmod -R a+rX /opt/imgbuild/env
 
 FROM ${BASE_IMAGE}
