@@ -11,6 +11,7 @@ back gives the same full_id (tests/interop check it for every format).
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from imagebuilder.env import ResolvedEnv
@@ -79,8 +80,7 @@ def sniff(path: Path, text: str) -> str:
         return "pylock"
     if explicit.sniff(text):
         return "explicit"
-    head = text[:4000]
-    if head.lstrip().startswith(("version: 1", "metadata:")) and "\npackage:" in "\n" + text:
+    if re.search(r"(?m)^package:\s*$", text) and re.search(r"(?m)^metadata:\s*$", text):
         return "conda-lock"
     if pixi.sniff(text):
         return "pixi"

@@ -27,8 +27,9 @@ ENV_NAME = "default"
 
 
 def sniff(text: str) -> bool:
-    head = text[:4000]
-    return "environments:" in head and "version:" in head and "package:\n" not in head
+    import re
+
+    return bool(re.search(r"(?m)^environments:\s*$", text) and re.search(r"(?m)^version:", text))
 
 
 def read(text: str, ctx: ReadContext) -> Locked:

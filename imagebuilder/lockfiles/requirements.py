@@ -28,6 +28,7 @@ from imagebuilder.urls import strip_credentials
 
 _CONDA = re.compile(r"^#\s*conda:\s*(\S+)#(?:sha256[:=])?([0-9a-fA-F]{64})\s*$")
 _URL = re.compile(r"^#\s*url:\s*(\S+)\s*$")
+_HASH = re.compile(r"--hash[=\s]+(?:sha256:)?(\S+)")
 _OPTS_WITH_VALUE = {
     "-i": "index",
     "--index-url": "index",
@@ -74,11 +75,11 @@ def read(text: str, ctx: ReadContext) -> Locked:
                 pending_url = m.group(1)
             continue
         line = re.sub(r"\s+#.*$", "", line)
-        try:
-            tokens = shlex.split(line)
-        except ValueError as e:
-            raise BadInput(f"{where}cannot parse {line!r}: {e}") from None
-        if tokens[0].startswith("-") and not tokens[0].startswith("--hash"):
+        if line.startswith("-") and not line.startswith("--hash"):
+            try:
+                tokens = shlex.split(line)
+            except ValueError as e:
+                raise BadInput(f"{where}cannot parse {line!r}: {e}") from None
             opt, _, val = tokens[0].partition("=")
             val = val or (tokens[1] if len(tokens) > 1 else "")
             kind = _OPTS_WITH_VALUE.get(opt)
@@ -94,10 +95,10 @@ def read(text: str, ctx: ReadContext) -> Locked:
                     "inline the included file, or resolve it with `imgbuild resolve -r`",
                 )
             continue  # --no-index, --pre, --only-binary, ...: no effect on what is pinned
-        hashes = [t.split("=", 1)[1] for t in tokens if t.startswith("--hash=")]
-        hashes += [tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t == "--hash"]
-        req = " ".join(t for i, t in enumerate(tokens) if not _is_hash_token(tokens, i))
-        pins.append((where, req, [h.removeprefix("sha256:").lower() for h in hashes], pending_url))
+        # Requirement text keeps its quotes (markers); only the --hash options are cut out.
+        hashes = [m.group(1) for m in _HASH.finditer(line)]
+        req = _HASH.sub(" ", line).strip()
+        pins.append((where, req, [h.lower() for h in hashes], pending_url))
         pending_url = None
     python = next((p.version for p in conda if p.name == "python"), None) or ctx.python
     target = Target.make(ctx.arch, python)
@@ -116,11 +117,6 @@ def read(text: str, ctx: ReadContext) -> Locked:
         find_links=tuple(find_links),
         python=target.python if pypi and not any(p.name == "python" for p in conda) else None,
     )
-
-
-def _is_hash_token(tokens: list[str], i: int) -> bool:
-    t = tokens[i]
-    return t.startswith("--hash") or (i > 0 and tokens[i - 1] == "--hash")
 
 
 def _pin(where, req, hashes, url, target: Target, indexes, find_links, ctx: ReadContext):

@@ -1,0 +1,202 @@
+"""Helpers for tests/interop: an isolated CLI runner usable at session scope, a test PKI made
+with openssl, small servers run as subprocesses, and a grep for secrets.
+
+(Named interop_support, not helpers: other test folders put their own `helpers` on sys.path.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+_DROP = (
+    "IMGBUILD_", "METAFLOW_", "AWS_", "UV_", "PIP_", "CONDA_", "MAMBA_", "RATTLER_", "XDG_",
+    "DOCKER_", "CONTAINERS_", "REGISTRY_AUTH_FILE", "VIRTUAL_ENV", "NETRC", "CONDARC",
+    "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Result:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        try:
+            return json.loads(self.stdout)
+        except ValueError as e:
+            raise AssertionError(
+                f"not JSON ({e}):\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
+            ) from None
+
+
+class Cli:
+    """`imgbuild` in a subprocess with its own HOME and store (usable from session fixtures)."""
+
+    def __init__(self, tmp: Path, store: Path | None = None):
+        self.tmp = Path(tmp)
+        self.home = self.tmp / "home"
+        self.store = store or self.tmp / "store"
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def environ(self, env=None) -> dict[str, str]:
+        e = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
+        e.update(
+            HOME=str(self.home),
+            XDG_CONFIG_HOME=str(self.home / ".config"),
+            XDG_CACHE_HOME=str(self.home / ".cache"),
+            IMGBUILD_STORE=str(self.store),
+            AWS_EC2_METADATA_DISABLED="true",
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        for k, v in (env or {}).items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = str(v)
+        return e
+
+    def __call__(self, *args, env=None, cwd=None, expect: int | None = 0, timeout=600) -> Result:
+        argv = tuple(str(a) for a in args)
+        p = subprocess.run(
+            [sys.executable, "-m", "imagebuilder", *argv],
+            env=self.environ(env),
+            cwd=cwd or self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        r = Result(argv, p.returncode, p.stdout, p.stderr)
+        if expect is not None and p.returncode != expect:
+            raise AssertionError(
+                f"imgbuild {' '.join(argv)}: exit {p.returncode}, expected {expect}\n"
+                f"--- stdout\n{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-4000:]}"
+            )
+        return r
+
+
+def python(code: str, *, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run Python code in a child process (py-rattler never runs in the pytest process)."""
+    e = {**os.environ, **(env or {})}
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), e.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-c", code + "\nimport os, sys; sys.stdout.flush(); os._exit(0)"],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+    )
+
+
+# --- a test PKI --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_pki(folder: Path) -> Pki:
+    """A CA and a server certificate for 127.0.0.1 / localhost signed by it."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    ssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "3", "-subj", "/CN=imgbuild interop test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (folder / "ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "3", "-extfile", "ext.cnf")  # fmt: skip
+    return Pki(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
+class Server:
+    """A server subprocess; `url` once it is listening; stop() ends it (by its pid only)."""
+
+    def __init__(self, argv: list[str], log: Path, ready: Path | None = None, first_line=False):
+        self.log = log
+        self._out = open(log.with_suffix(".out"), "w")  # noqa: SIM115 - closed in stop()
+        self._err = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, cwd=ROOT)
+        self.url = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{argv[:3]} exited: {log.read_text()[-2000:]}")
+            if ready is not None and ready.exists() and ready.read_text().strip():
+                self.url = ready.read_text().strip()
+                break
+            if first_line:
+                text = log.with_suffix(".out").read_text()
+                if text.strip():
+                    self.url = text.splitlines()[0].strip()
+                    break
+            time.sleep(0.05)
+        if self.url is None:
+            self.stop()
+            raise RuntimeError(f"{argv[:3]} did not start: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._out.close()
+        self._err.close()
+
+
+def tls_file_server(root: Path, pki: Pki, auth: str, logdir: Path) -> Server:
+    """tls_server.py serving `root` over HTTPS with basic auth; url = https://127.0.0.1:PORT."""
+    ready = logdir / f"ready-{os.getpid()}-{time.monotonic_ns()}"
+    s = Server(
+        [sys.executable, str(HERE / "tls_server.py"), "--root", str(root), "--certfile",
+         str(pki.cert), "--keyfile", str(pki.key), "--auth", auth, "--ready", str(ready)],
+        logdir / f"{ready.name}.log",
+        ready=ready,
+    )  # fmt: skip
+    s.url = f"https://127.0.0.1:{s.url}"
+    return s
+
+
+def secrets_in_tree(root: Path, secrets: list[str]) -> list[str]:
+    """Files under root whose bytes contain any of the secrets."""
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            hits += [f"{path}: {s}" for s in secrets if s.encode() in data]
+    return hits
+
+
+def env_ref(env: dict) -> str:
+    """req_id16:full_id16 (a full_id alone may match several requests once locks import)."""
+    return f"{env['req_id'][:16]}:{env['full_id'][:16]}"
