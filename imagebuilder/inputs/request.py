@@ -90,8 +90,9 @@ def _add(a: Request, b: Request, override: bool) -> Request:
 
 
 def checked(fn, value, where: str):
-    """Call a normalizer; a BadInput it raises gets the origin ("file:line: ...") prepended."""
+    """Call a normalizer; a BadInput it raises gets the origin ("file:line: ...") prepended and
+    is cut to its first line (packaging's messages draw a caret diagram on the next lines)."""
     try:
         return fn(value)
     except BadInput as e:
-        raise BadInput(f"{where}: {e.message}", e.hint) from None
+        raise BadInput(f"{where}: {e.message.splitlines()[0]}", e.hint) from None

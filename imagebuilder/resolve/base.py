@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +12,11 @@ from imagebuilder.spec import EnvSpec
 
 
 def default_cache_dir() -> Path:
-    """Repodata and resolver caches (not the package store): ~/.cache/imgbuild by default."""
-    if os.environ.get("IMGBUILD_CACHE_DIR"):
-        return Path(os.environ["IMGBUILD_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imgbuild"
+    """This machine's cache root (IMGBUILD_CACHE_DIR, else ~/.imgbuild/cache), shared with the
+    package cache; the resolver keeps repodata under <root>/repodata."""
+    from imagebuilder.store.localcache import cache_root
+
+    return cache_root()
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def _phrase(spec: EnvSpec, root: str, chain: list[str]) -> str:
 def channel_failure(message: str, spec: EnvSpec) -> ImgbuildError:
     urls = _URL.findall(message)
     url = strip_credentials(urls[0]) if urls else ""
-    channel = _SUBDIR_FILE.sub("", url) or ", ".join(spec.channels)
+    channel = _SUBDIR_FILE.sub("", url).rstrip("/") or ", ".join(spec.channels)
     return _unavailable("conda channel", channel, message)
 
 
@@ -157,9 +157,18 @@ def _unavailable(what: str, url: str, message: str) -> ImgbuildError:
             if what == "conda channel"
             else "check the URL: a simple index looks like https://pypi.org/simple",
         )
-    reason = "connection refused" if "refused" in low else "timed out" if "timed out" in low else ""
-    if not reason:
-        reason = redact(message.strip().splitlines()[-1])[:160]
+    code = re.search(r"\((\d{3}) ([^)]*)\)", message)
+    if "refused" in low:
+        reason = "connection refused"
+    elif "timed out" in low or "timeout" in low:
+        reason = "timed out"
+    elif "dns error" in low or "failed to lookup" in low or "name or service" in low:
+        reason = "host not found"
+    elif code:
+        reason = f"HTTP {code.group(1)} {code.group(2)}"
+    else:
+        lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+        reason = redact(lines[0] if lines else "unknown error")[:160]
     return Unavailable(
         f"cannot reach {what} {url}: {reason}",
         "check the URL, that the server is up, and your network or proxy settings",
