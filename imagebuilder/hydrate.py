@@ -129,6 +129,7 @@ def hydrate(
         with lock_cm:
             if pfx.check_target(target, env, force):  # another process created it meanwhile
                 return Hydrated(str(target), env_python(str(target), env), False, "existing", 0.0)
+            _test_hold()
             pfx.clean_leftovers(target)
             method, links = _create(env, store, target, python, from_pack, say)
     except LockTimeout as e:
@@ -140,6 +141,14 @@ def hydrate(
     return Hydrated(
         str(target), env_python(str(target), env), True, method, time.monotonic() - start, links
     )
+
+
+def _test_hold() -> None:
+    """Test hook: IMGBUILD_TEST_HOLD_LOCK=<seconds> holds the prefix lock that long, so a test
+    can start a second creator while the first is surely inside."""
+    hold = os.environ.get("IMGBUILD_TEST_HOLD_LOCK")
+    if hold:
+        time.sleep(float(hold))
 
 
 def _create(env, store, target: Path, python, from_pack, say) -> tuple[str, tuple[str, ...]]:
