@@ -32,7 +32,8 @@ def _records(job: dict):
             if rec.get("size"):
                 pr.size = int(rec["size"])
             url = "file://" + os.path.abspath(item["path"])
-            out.append(RepoDataRecord(pr, item["file"], url, rec.get("channel") or "local"))
+            channel = rec.get("channel") or "file://" + os.path.dirname(os.path.abspath(item["path"]))
+            out.append(RepoDataRecord(pr, item["file"], url, channel))
     return out
 
 
