@@ -32,6 +32,9 @@ MAX_TOTAL = int(os.environ.get("IMGBUILD_MAX_UNPACKED_BYTES", 32 << 30))
 MAX_RATIO = 250
 RATIO_FLOOR = 256 << 20
 MAX_MEMBERS = 500_000
+# Deep checks also hash every file of a conda package against info/paths.json (costs about as
+# much as decompressing it); the default checks the file list, types, links, modes and sizes.
+DEEP = os.environ.get("IMGBUILD_DEEP_CHECK", "") not in ("", "0")
 _CHUNK = 1 << 20
 
 
@@ -147,43 +150,37 @@ class _Tree:
 
 
 # --- tar streams -----------------------------------------------------------------------------
-def _walk_tar(tree: _Tree, fileobj, hash_files: bool = True) -> dict[str, bytes]:
+_KEEP = frozenset({"info/paths.json", "info/files", "info/index.json"})
+
+
+def _walk_tar(tree: _Tree, fileobj, deep: bool = True) -> dict[str, bytes]:
     """Check every member of one tar stream; returns the bytes of info/ metadata we need."""
+    from imagebuilder import tarscan
+
     keep: dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|") as tar:
-            for m in tar:
-                name = tree.name(m.name)
-                tree.add(name, m.size if m.isfile() else 0)
-                tree.mode(name, m.mode)
-                if m.isdir():
-                    tree.dirs.add(name)
-                elif m.issym():
-                    tree.links[name] = m.linkname
-                elif m.islnk():
-                    target = tree.name(m.linkname)
-                    if target not in tree.files:
-                        raise _fail(tree.archive, f"hardlink {name!r} -> {m.linkname!r} escapes")
-                    tree.files[name] = tree.files[target]
-                elif m.isfile():
-                    f = tar.extractfile(m)
-                    h = hashlib.sha256()
-                    buf = bytearray()
-                    want = name in ("info/paths.json", "info/files", "info/index.json")
-                    for chunk in iter(lambda: f.read(_CHUNK), b""):  # noqa: B023
-                        h.update(chunk)
-                        if want:
-                            buf += chunk
-                    tree.files[name] = (h.hexdigest(), m.size)
-                    if want:
-                        keep[name] = bytes(buf)
-                else:
-                    raise _fail(tree.archive, f"member {name!r} is a device node, FIFO or special")
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        if isinstance(e, IntegrityError):
-            raise
-        if isinstance(e, tarfile.ReadError) and str(e) == "empty file" and not tree.count:
-            return keep  # a valid tar with no members (e.g. a metapackage's pkg tar)
+        for m in tarscan.scan(fileobj, _KEEP, hash_files=deep):
+            name = tree.name(m.name)
+            tree.add(name, m.size)
+            tree.mode(name, m.mode)
+            if m.kind == tarscan.DIR:
+                tree.dirs.add(name)
+            elif m.kind == tarscan.SYMLINK:
+                tree.links[name] = m.linkname
+            elif m.kind == tarscan.HARDLINK:
+                target = tree.name(m.linkname)
+                if target not in tree.files:
+                    raise _fail(tree.archive, f"hardlink {name!r} -> {m.linkname!r} escapes")
+                tree.files[name] = tree.files[target]
+            elif m.kind == tarscan.FILE:
+                tree.files[name] = (m.sha256, m.size)
+                if m.data is not None:
+                    keep[name] = m.data
+            else:
+                raise _fail(tree.archive, f"member {name!r} is a device node, FIFO or special")
+    except IntegrityError:
+        raise
+    except (tarscan.TarError, EOFError, OSError, ValueError) as e:
         raise _fail(tree.archive, f"not a readable tar stream ({type(e).__name__}: {e})") from None
     return keep
 
@@ -195,14 +192,17 @@ def _zstd_reader(raw: bytes | io.IOBase):
     return zstandard.ZstdDecompressor().stream_reader(src, read_size=_CHUNK)
 
 
-def check_conda_archive(path: str | os.PathLike) -> None:
+def check_conda_archive(path: str | os.PathLike, deep: bool | None = None) -> None:
+    """Refuse a hostile .conda/.tar.bz2. deep: also hash each file against paths.json
+    (default: IMGBUILD_DEEP_CHECK)."""
+    deep = DEEP if deep is None else deep
     archive = Path(path)
     tree = _Tree(archive, archive.stat().st_size)
     if archive.name.endswith(".tar.bz2"):
         import bz2
 
         with bz2.open(archive, "rb") as f:
-            keep = _walk_tar(tree, f)
+            keep = _walk_tar(tree, f, deep)
     elif archive.name.endswith(".conda"):
         keep = {}
         try:
@@ -218,7 +218,7 @@ def check_conda_archive(path: str | os.PathLike) -> None:
                         raise _fail(archive, f"unexpected member {n!r} in a .conda")
                 for n in sorted(inner, key=lambda x: not x.startswith("info-")):
                     with z.open(n) as raw, _zstd_reader(raw) as f:
-                        keep.update(_walk_tar(tree, f))
+                        keep.update(_walk_tar(tree, f, deep))
         except zipfile.BadZipFile as e:
             raise _fail(archive, f"not a valid .conda zip ({e})") from None
         except Exception as e:
@@ -258,7 +258,7 @@ def _check_paths_json(tree: _Tree, keep: dict[str, bytes]) -> None:
                 sha, size = tree.files[p]
                 if e.get("size_in_bytes") is not None and e["size_in_bytes"] != size:
                     raise _fail(tree.archive, f"info/paths.json size of {p!r} does not match")
-                if e.get("sha256") and e["sha256"] != sha:
+                if sha and e.get("sha256") and e["sha256"] != sha:
                     raise _fail(tree.archive, f"info/paths.json sha256 of {p!r} does not match")
     elif "info/files" in keep:
         listed = {ln.strip() for ln in keep["info/files"].decode(errors="replace").splitlines()}
@@ -288,24 +288,29 @@ def _walk_zip(tree: _Tree, z: zipfile.ZipFile, hash_files: bool) -> None:
             and zi.file_size > MAX_RATIO * zi.compress_size
         ):
             raise _fail(tree.archive, f"decompression bomb: member {name!r}")
-    if hash_files:
-        for zi in z.infolist():
-            if zi.is_dir():
-                continue
+    for zi in z.infolist():
+        if zi.is_dir():
+            continue
+        digest = None
+        if hash_files:
             h = hashlib.sha256()
             with z.open(zi) as f:
                 for chunk in iter(lambda: f.read(_CHUNK), b""):  # noqa: B023
                     h.update(chunk)
-            tree.files[tree.name(zi.filename)] = (h.hexdigest(), zi.file_size)
+            digest = h.hexdigest()
+        tree.files[tree.name(zi.filename)] = (digest, zi.file_size)
     tree.finish()
 
 
-def check_wheel(path: str | os.PathLike) -> None:
+def check_wheel(path: str | os.PathLike, deep: bool | None = None) -> None:
+    """Refuse a hostile wheel. Always: paths, types, modes, declared sizes, RECORD listing
+    exactly the files. deep (default IMGBUILD_DEEP_CHECK): also every RECORD hash."""
+    deep = DEEP if deep is None else deep
     archive = Path(path)
     tree = _Tree(archive, archive.stat().st_size)
     try:
         with zipfile.ZipFile(archive) as z:
-            _walk_zip(tree, z, hash_files=True)
+            _walk_zip(tree, z, hash_files=deep)
             records = [
                 n for n in tree.files if n.count("/") == 1 and n.endswith(".dist-info/RECORD")
             ]
@@ -339,6 +344,11 @@ def _check_record(tree: _Tree, record_name: str, text: str) -> None:
         algo, _, b64 = digest.partition("=")
         if algo != "sha256":
             raise _fail(tree.archive, f"RECORD uses {algo!r} for {path!r}; only sha256 is accepted")
+        size = row[2] if len(row) > 2 else ""
+        if size and size.isdigit() and int(size) != tree.files[name][1]:
+            raise _fail(tree.archive, f"RECORD size of {path!r} does not match its content")
+        if tree.files[name][0] is None:
+            continue  # not a deep check: hashes are verified at install time
         got = base64.urlsafe_b64encode(bytes.fromhex(tree.files[name][0])).rstrip(b"=").decode()
         if got != b64.rstrip("="):
             raise _fail(tree.archive, f"RECORD hash of {path!r} does not match its content")

@@ -113,9 +113,10 @@ def download(
     label = label or strip_credentials(url).rsplit("/", 1)[-1]
     dest = Path(dest)
     last = ""
+    want_md5 = bool(md5) and not sha256  # sha256 is the stronger check: md5 only if alone
     for attempt in range(ATTEMPTS):
         try:
-            got = _fetch_once(url, dest, progress)
+            got = _fetch_once(url, dest, progress, want_md5)
         except _Retry as e:
             last = str(e)
             dest.unlink(missing_ok=True)
@@ -126,7 +127,7 @@ def download(
             dest.unlink(missing_ok=True)
             raise
         try:
-            _verify(label, got, sha256=sha256, md5=md5, size=size)
+            _verify(label, got, sha256=sha256, md5=md5 if want_md5 else None, size=size)
         except IntegrityError:
             dest.unlink(missing_ok=True)
             raise
@@ -141,7 +142,7 @@ class _Retry(Exception):
     pass
 
 
-def _fetch_once(url: str, dest: Path, progress) -> Fetched:
+def _fetch_once(url: str, dest: Path, progress, want_md5: bool = True) -> Fetched:
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
         return _copy_file(Path(unquote(parts.path)) if parts.scheme else Path(url), dest, progress)
@@ -167,14 +168,15 @@ def _fetch_once(url: str, dest: Path, progress) -> Fetched:
             )
         if r.status_code >= 400:
             raise Unavailable(f"{shown} answered HTTP {r.status_code}")
-        h256, h5, n = hashlib.sha256(), hashlib.md5(), 0
+        h256, h5, n = hashlib.sha256(), (hashlib.md5() if want_md5 else None), 0
         first = True
         try:
             with open(dest, "wb") as f:
                 for chunk in r.iter_content(_CHUNK):
                     f.write(chunk)
                     h256.update(chunk)
-                    h5.update(chunk)
+                    if h5 is not None:
+                        h5.update(chunk)
                     n += len(chunk)
                     if progress:
                         progress(len(chunk))
@@ -194,7 +196,7 @@ def _fetch_once(url: str, dest: Path, progress) -> Fetched:
             and int(expected) != n
         ):
             raise _Retry(f"truncated body ({n} of {expected} bytes)")
-    return Fetched(dest, h256.hexdigest(), h5.hexdigest(), n)
+    return Fetched(dest, h256.hexdigest(), h5.hexdigest() if h5 else "", n)
 
 
 def _copy_file(src: Path, dest: Path, progress) -> Fetched:

@@ -12,8 +12,8 @@ import helpers  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def s3(tmp_path_factory):
-    return helpers.shared_s3(tmp_path_factory.mktemp("s3svc"))
+def s3(rig):
+    return helpers.S3Service(rig)
 
 
 @pytest.fixture(scope="session")

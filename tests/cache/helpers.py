@@ -1,7 +1,6 @@
 """Shared by tests/cache and tests/store: the real services and envs made from rig packages.
 
-- `s3_service()`: the rig's seaweedfs (IMGBUILD_RIG_ENV) or, when no rig runs, one started
-  here with ci/services/s3.py (same code the rig uses), stopped at session end.
+- `S3Service(rig)`: the rig's seaweedfs, with env vars for an imgbuild subprocess.
 - `CountingServer`: a small HTTP server over a folder that counts GETs per path, so a test can
   say "the second cache downloaded nothing".
 - `channel_env(...)`: a ResolvedEnv built by hand from the rig channel's repodata (and wheels),
@@ -22,34 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def rig_values() -> dict[str, str]:
-    path = os.environ.get("IMGBUILD_RIG_ENV")
-    out: dict[str, str] = {}
-    if path and Path(path).is_file():
-        for line in Path(path).read_text().splitlines():
-            k, sep, v = line.strip().removeprefix("export ").partition("=")
-            if sep and k.startswith("IMGBUILD_RIG_"):
-                out[k] = v.strip().strip("'\"")
-    return out
-
 
 class S3Service:
-    def __init__(self, tmp: Path):
-        self._rig = None
-        vals = rig_values()
-        if "IMGBUILD_RIG_S3_ENDPOINT" not in vals:
-            sys.path.insert(0, str(ROOT / "ci"))
-            from services import s3 as s3svc  # the rig's own starter
-            from services.base import Rig
+    """The rig's seaweedfs (tests/conftest.py `rig` fixture) seen by these tests."""
 
-            self._rig = Rig(tmp / "rig")
-            self._svc = s3svc
-            vals = s3svc.up(self._rig)
-        self.endpoint = vals["IMGBUILD_RIG_S3_ENDPOINT"]
-        self.access = vals["IMGBUILD_RIG_S3_ACCESS_KEY"]
-        self.secret = vals["IMGBUILD_RIG_S3_SECRET_KEY"]
-        self.bucket = vals.get("IMGBUILD_RIG_S3_BUCKET", "imgbuild-rig")
-        self.backend = vals.get("IMGBUILD_RIG_S3_BACKEND", "seaweedfs")
+    def __init__(self, rig):
+        rig.need("s3_endpoint")
+        self.endpoint = rig.s3_endpoint
+        self.access = rig.s3_access_key
+        self.secret = rig.s3_secret_key
+        self.bucket = rig.s3_bucket
 
     def env(self) -> dict[str, str]:
         """Environment for an imgbuild process using this S3 server."""
@@ -76,23 +57,6 @@ class S3Service:
             config=Config(s3={"addressing_style": "path"}),
         )
 
-    def stop(self) -> None:
-        if self._rig is not None:
-            self._svc.down(self._rig)
-
-
-_shared: S3Service | None = None
-
-
-def shared_s3(tmp: Path) -> S3Service:
-    """One S3 service per pytest process, shared by tests/cache and tests/store."""
-    global _shared
-    if _shared is None:
-        import atexit
-
-        _shared = S3Service(tmp)
-        atexit.register(_shared.stop)
-    return _shared
 
 
 class CountingServer:

@@ -9,8 +9,8 @@ import helpers  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def s3(tmp_path_factory):
-    return helpers.shared_s3(tmp_path_factory.mktemp("s3svc"))
+def s3(rig):
+    return helpers.S3Service(rig)
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def s3_url(s3):
 
 
 @pytest.fixture
-def s3_store(s3, s3_url, monkeypatch):
+def s3_objstore(s3, s3_url, monkeypatch):
     from imagebuilder.store.s3 import S3Store
 
     for k, v in s3.env().items():

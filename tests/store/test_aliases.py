@@ -18,11 +18,11 @@ def _imgbuild(store_url, *args, env=None):
     return run_imgbuild(*args, "--store", store_url, env=env)
 
 
-def test_mutable_immutable_force_and_multiarch(s3, s3_store, s3_url):
+def test_mutable_immutable_force_and_multiarch(s3, s3_objstore, s3_url):
     e1, e2 = fake_env("a1"), fake_env("a2")
     mac = fake_env("m1", arch="osx-arm64")
     for e in (e1, e2, mac):
-        put_env(s3_store, e)
+        put_env(s3_objstore, e)
     env = s3.env()
     # mutable tag: moves freely, history kept
     assert _imgbuild(s3_url, "alias", e1.name, "team/nlp", env=env).returncode == 0
@@ -48,8 +48,8 @@ def test_mutable_immutable_force_and_multiarch(s3, s3_store, s3_url):
     # the alias works wherever ENV is accepted, per arch
     from imagebuilder.catalog import find_env
 
-    assert find_env(s3_store, "team/nlp:v1", "osx-arm64").full_id == mac.full_id
-    assert find_env(s3_store, "team/nlp:v1", "linux-64").full_id == e2.full_id
+    assert find_env(s3_objstore, "team/nlp:v1", "osx-arm64").full_id == mac.full_id
+    assert find_env(s3_objstore, "team/nlp:v1", "linux-64").full_id == e2.full_id
     # aliasing an alias copies every arch it names; --arch picks one
     r = _imgbuild(
         s3_url, "alias", "team/nlp:v1", "team/nlp:stable", "--arch", "osx-arm64", "--json", env=env
@@ -106,7 +106,7 @@ def _race(tmp_path, s3, s3_url, alias, n):
     return envs, [o[0].strip() for o in outs], [o[1] for o in outs]
 
 
-def test_alias_race_immutable_exactly_one_wins(tmp_path, s3, s3_store, s3_url):
+def test_alias_race_immutable_exactly_one_wins(tmp_path, s3, s3_objstore, s3_url):
     for _ in range(3):  # several rounds: a race that loses only sometimes must still fail here
         tag = f"team/race:v{time.time_ns()}"
         envs, outs, errs = _race(tmp_path, s3, s3_url, tag, 6)
@@ -117,18 +117,18 @@ def test_alias_race_immutable_exactly_one_wins(tmp_path, s3, s3_store, s3_url):
         from imagebuilder.ids import parse_alias
         from imagebuilder.store.aliases import read_alias
 
-        rec = read_alias(s3_store, parse_alias(tag))
+        rec = read_alias(s3_objstore, parse_alias(tag))
         assert rec.platforms["linux-64"].full_id == envs[winners[0]].full_id
         assert len(rec.history) == 1
 
 
-def test_alias_race_mutable_never_torn(tmp_path, s3, s3_store, s3_url):
+def test_alias_race_mutable_never_torn(tmp_path, s3, s3_objstore, s3_url):
     envs, outs, errs = _race(tmp_path, s3, s3_url, "team/race:latest", 6)
     assert outs == ["won"] * 6, (outs, errs)
     from imagebuilder.ids import parse_alias
     from imagebuilder.store.aliases import read_alias
 
-    rec = read_alias(s3_store, parse_alias("team/race:latest"))
+    rec = read_alias(s3_objstore, parse_alias("team/race:latest"))
     # every writer's change is in the history exactly once: nobody overwrote another's read
     assert sorted(h["full_id"] for h in rec.history) == sorted(e.full_id for e in envs)
     assert rec.platforms["linux-64"].full_id == rec.history[-1]["full_id"]
