@@ -21,8 +21,9 @@ def strip_credentials(url: str) -> str:
     if at and parts.scheme.endswith("ssh") and ":" not in userinfo:
         netloc = f"{userinfo}@{host}"
     path = _CONDA_TOKEN.sub("", parts.path)
-    # Query strings can carry tokens (signed URLs): never keep them in records.
-    return urlunsplit((parts.scheme, netloc, path, "", ""))
+    # Query strings can carry tokens (signed URLs): never keep them in records. The fragment
+    # stays: it carries no secret and means something (#subdirectory=, #sha256=, #egg=).
+    return urlunsplit((parts.scheme, netloc, path, "", parts.fragment))
 
 
 def redact(text: str) -> str:
