@@ -85,11 +85,25 @@ class Link:
     target: str
 
 
-FileLike = bytes | str | File | Link
+@dataclass(frozen=True)
+class Raw:
+    """Any tar member, written as given: hardlinks (``tarfile.LNKTYPE``), device nodes,
+    setuid modes, absolute link targets... For hostile-archive tests; paths.json lists it as a
+    plain file of ``data``."""
+
+    type: bytes = tarfile.REGTYPE
+    data: bytes = b""
+    mode: int = 0o644
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
 
 
-def _as_entry(value: FileLike) -> File | Link:
-    if isinstance(value, (File, Link)):
+FileLike = bytes | str | File | Link | Raw
+
+
+def _as_entry(value: FileLike) -> File | Link | Raw:
+    if isinstance(value, (File, Link, Raw)):
         return value
     if isinstance(value, str):
         value = value.encode()
@@ -147,6 +161,12 @@ def _tar_bytes(members: list[tuple[str, File | Link]], mtime: int) -> bytes:
                 info.linkname = entry.target
                 info.mode = 0o777
                 tar.addfile(info)
+            elif isinstance(entry, Raw):
+                info.type, info.mode, info.linkname = entry.type, entry.mode, entry.linkname
+                info.devmajor, info.devminor = entry.devmajor, entry.devminor
+                has_data = entry.type in (tarfile.REGTYPE, tarfile.AREGTYPE)
+                info.size = len(entry.data) if has_data else 0
+                tar.addfile(info, io.BytesIO(entry.data) if has_data else None)
             else:
                 info.size = len(entry.data)
                 info.mode = entry.mode
@@ -234,6 +254,7 @@ def make_package(
     extra_index: Mapping | None = None,
     about: Mapping | None = None,
     zstd_level: int | None = None,
+    allow_unsafe_paths: bool = False,
 ) -> PackageResult:
     """Write one real conda package into ``channel_dir/subdir`` and return its path/index.
 
@@ -245,6 +266,8 @@ def make_package(
     ``entry_points`` (``"cmd = module:func"``) go to info/link.json.
     ``timestamp`` (ms since epoch, or a date string) is written to index.json and also used
     as the tar/zip member mtime; the same inputs always give the same bytes.
+    Hostile archives for security tests: ``Raw`` entries (hardlinks, devices, setuid...) and
+    ``allow_unsafe_paths=True`` (absolute paths, ``..``) are written as given.
     """
     if fmt not in (".conda", ".tar.bz2"):
         raise ValueError("fmt must be '.conda' or '.tar.bz2'")
@@ -258,8 +281,11 @@ def make_package(
         build_number = int(tail) if tail.isdigit() else 0
     entries = {path: _as_entry(v) for path, v in (files or {}).items()}
     for path in entries:
-        if path.startswith("/") or ".." in path.split("/") or path.startswith("info/"):
-            raise ValueError(f"bad package path {path!r}")
+        bad = path.startswith("/") or ".." in path.split("/") or path.startswith("info/")
+        if bad and not allow_unsafe_paths:
+            raise ValueError(
+                f"bad package path {path!r} (allow_unsafe_paths=True to write it anyway)"
+            )
 
     index: dict = {
         "name": name,
@@ -307,7 +333,7 @@ def make_package(
                 "sha256": hashlib.sha256(entry.data).hexdigest(),
                 "size_in_bytes": len(entry.data),
             }
-            fm = _detect_file_mode(entry)
+            fm = _detect_file_mode(entry) if isinstance(entry, File) else None
             if fm:
                 rec["file_mode"] = fm
                 rec["prefix_placeholder"] = entry.placeholder

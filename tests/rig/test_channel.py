@@ -418,6 +418,29 @@ def test_make_package_api(tmp_path):
         builder.make_package(tmp_path / "a", "linux-64", "evil", "1", "0", {"../x": b""})
 
 
+def test_hostile_archives_can_be_written(tmp_path):
+    """For security tests: Raw members and unsafe paths are written exactly as asked."""
+    import tarfile
+
+    files = {
+        "../escape.txt": b"out\n",
+        "/abs.txt": b"abs\n",
+        "lib/hard": builder.Raw(tarfile.LNKTYPE, linkname="/etc/passwd"),
+        "dev/null0": builder.Raw(tarfile.CHRTYPE, mode=0o666, devmajor=1, devminor=3),
+        "bin/suid": builder.Raw(data=b"#!/bin/sh\n", mode=0o4755),
+        "lib/out": builder.Link("/etc"),
+    }
+    res = builder.make_package(
+        tmp_path, "linux-64", "evil", "1", "0", files, fmt=".tar.bz2", allow_unsafe_paths=True
+    )
+    with tarfile.open(res.path) as tar:
+        m = {t.name: t for t in tar.getmembers()}
+    assert "../escape.txt" in m and "/abs.txt" in m
+    assert m["lib/hard"].islnk() and m["lib/hard"].linkname == "/etc/passwd"
+    assert m["dev/null0"].ischr() and m["bin/suid"].mode == 0o4755
+    assert m["lib/out"].issym() and m["lib/out"].linkname == "/etc"
+
+
 # --------------------------------------------------------------------------- solve and install
 
 
