@@ -78,6 +78,11 @@ def cache_env(
             + (f", {stats.built} built" if stats.built else "")
             + f" in {time.monotonic() - start:.1f}s"
         )
+    # Tasks without a baked image hydrate with the bootstrap, whose runtime wheels must be in
+    # this store too (never PyPI at task time); a no-op once cached, a warning if impossible.
+    from imagebuilder.runtime import ensure_for_env
+
+    ensure_for_env(env, store, ui)
     return env
 
 
