@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("IMGBUILD_RUNTIME_CACHE", "0")  # see ImgbuildRunner.environ
 RIG_PY = ROOT / "ci" / "rig.py"
 
 
@@ -509,6 +510,9 @@ class ImgbuildRunner:
             IMGBUILD_STORE=str(self.store),
             AWS_EC2_METADATA_DISABLED="true",
             PYTHONDONTWRITEBYTECODE="1",
+            # cache_env also caches the task bootstrap runtime (from PyPI): off unless a test
+            # asks for it (tests/hydrate does, from local wheels)
+            IMGBUILD_RUNTIME_CACHE="0",
         )
         for k, v in (env or {}).items():
             if v is None:
