@@ -148,7 +148,14 @@ def _unavailable(what: str, url: str, message: str) -> ImgbuildError:
     if "401" in low or "403" in low or "unauthorized" in low or "forbidden" in low:
         return Unavailable(
             f"{what} {url} refused access ({status.group(0).strip() if status else 'denied'})",
-            "check the credentials for it (user:password@ or a token in the URL)",
+            "check the credentials for it (user:password@ or a token in the URL, "
+            '[auth."HOST"] in imgbuild.toml, or ~/.netrc; see docs/config.md)',
+        )
+    if "certificate" in low or "unknownissuer" in low or "certificate_verify_failed" in low:
+        return Unavailable(
+            f"cannot reach {what} {url}: its TLS certificate is not trusted",
+            "point SSL_CERT_FILE or REQUESTS_CA_BUNDLE at the CA bundle that signed it "
+            "(`imgbuild config show` lists the one in use)",
         )
     if status and status.group(1) == "404":
         return Unavailable(
