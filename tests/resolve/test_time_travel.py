@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from .conftest import load_builder, reindex
+from .conftest import load_fixtures
+
+load_builder, reindex = load_fixtures().load_builder, load_fixtures().reindex
 
 pytestmark = pytest.mark.rig
 
