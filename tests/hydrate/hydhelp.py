@@ -141,6 +141,7 @@ def run_cli(args, env: dict, home: Path, expect: int | None = 0, timeout: float 
         if not k.startswith(("IMGBUILD_", "METAFLOW_", "AWS_", "XDG_", "CONDA_", "VIRTUAL_ENV"))
     }
     e.update(
+        IMGBUILD_RUNTIME_CACHE="0",  # tests that need the bootstrap runtime turn it on
         HOME=str(home),
         XDG_DATA_HOME=str(home / ".local" / "share"),
         AWS_EC2_METADATA_DISABLED="true",
@@ -181,3 +182,28 @@ def resolve(sources: Sources, store: Store, home: Path, *args, alias: str | None
         home,
     )
     return r.json()
+
+
+RUNTIME_WHEELS = ROOT / "ci" / "cache" / "runtime-wheels"
+
+
+def runtime_wheels() -> Path:
+    """Wheels of the bootstrap runtime (this imgbuild's py-rattler, zstandard, installer) for
+    linux-64 / CPython 3.11 (the rig's python-base image), downloaded once with pip."""
+    from importlib.metadata import version
+
+    from imagebuilder.runtime import DISTS
+
+    pins = [f"{d}=={version(d)}" for d in DISTS]
+    names = [p.replace("-", "_").replace("==", "-") for p in pins]
+    have = [f.name for f in RUNTIME_WHEELS.glob("*.whl")] if RUNTIME_WHEELS.is_dir() else []
+    if all(any(h.startswith(n) for h in have) for n in names):
+        return RUNTIME_WHEELS
+    RUNTIME_WHEELS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:"]
+        + ["--python-version", "3.11", "--platform", "manylinux2014_x86_64"]
+        + ["-d", str(RUNTIME_WHEELS), *pins],
+        check=True,
+    )
+    return RUNTIME_WHEELS
