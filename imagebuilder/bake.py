@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Baked:
     layers_reused: int = 0
     layers_built: int = 0
     warnings: tuple[str, ...] = field(default=())
+    timings: dict = field(default_factory=dict, compare=False)  # seconds: stage, layers
 
     @property
     def digest(self) -> str:
@@ -104,13 +106,16 @@ def bake(
     if len(set(arches)) != len(arches):
         raise BadInput(f"several environments for one arch: {', '.join(sorted(arches))}")
     images, tags, warnings = [], [], []
+    timings: dict[str, float] = {}
     reused = built = 0
     for env in sorted(envs, key=lambda e: e.arch):
         from imagebuilder.platforms import oci_platform
 
         os_, arch = oci_platform(env.arch)
         base = open_base(opts.base, Platform(os_, arch), config)
-        img, r, b, w = bake_one(env, base, store, opts, say)
+        img, r, b, w, t = bake_one(env, base, store, opts, say)
+        for k, v in t.items():
+            timings[k] = timings.get(k, 0.0) + v
         images.append(img)
         reused, built = reused + r, built + b
         warnings += w
@@ -125,7 +130,7 @@ def bake(
             images,
             {k: v for k, v in first.items() if k in ("org.opencontainers.image.created",)},
         )
-    return Baked(artifact, tuple(dict.fromkeys(tags)), reused, built, tuple(warnings))
+    return Baked(artifact, tuple(dict.fromkeys(tags)), reused, built, tuple(warnings), timings)
 
 
 def plan_items(env: ResolvedEnv, store) -> list[PlanItem]:
@@ -152,13 +157,17 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
         for g in groups
     }
     records = {g.name: layerindex.get(store, keys[g.name]) for g in groups}
-    missing = [g for g in groups if records[g.name] is None]
+    # Biggest first, so parallel writers finish together.
+    missing = sorted((g for g in groups if records[g.name] is None), key=lambda g: -g.size)
     by_ident = {ident(p): p for p in env.packages}
     staged: dict[str, StagedPackage] = {}
+    timings = {"stage": 0.0, "layers": 0.0}
     with tempfile.TemporaryDirectory(prefix="imgbuild-stage-") as tmp:
         if missing:
             pkgs = [by_ident[m.ident] for g in missing for m in g.members]
+            t0 = time.perf_counter()
             staged = stage(env, pkgs, store, Path(tmp), pyc, say)
+            timings["stage"] = time.perf_counter() - t0
             say(f"writing {len(missing)} layer(s)")
             jobs = max(1, min(opts.jobs, len(missing)))
             with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -170,6 +179,7 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
                 )
             for g, rec in zip(missing, made, strict=True):
                 records[g.name] = rec
+            timings["layers"] = time.perf_counter() - t0 - timings["stage"]
         _check_files(groups, records, staged)
         layers = [
             Layer(
@@ -197,7 +207,7 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
         epoch=opts.epoch,
         user=opts.user,
     )
-    return image, len(groups) - len(missing), len(missing), warnings
+    return image, len(groups) - len(missing), len(missing), warnings, timings
 
 
 def _build_layer(g: LayerGroup, key: str, staged, store, comp: Compression, epoch: int):

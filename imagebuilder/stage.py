@@ -123,11 +123,16 @@ def local_archive(store, p: Package) -> Path:
 
 
 def _stage_conda(env: ResolvedEnv, pkgs: list[Package], store, root: Path):
-    items = []
     for p in pkgs:
         if not p.record:
             raise BadInput(f"{p.label} has no repodata record in the env", "resolve it again")
-        items.append({"record": p.record, "path": str(local_archive(store, p)), "file": p.filename})
+    # Fetch and check archives in parallel (decompression and hashing release the GIL).
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        paths = list(pool.map(lambda p: local_archive(store, p), pkgs))
+    items = [
+        {"record": p.record, "path": str(path), "file": p.filename}
+        for p, path in zip(pkgs, paths, strict=True)
+    ]
     job = {
         "target": str(root),
         "prefix": PREFIX,

@@ -190,9 +190,15 @@ def wheels(tmp_path) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One rattler package cache for the session (tests that need a cold one set their own)."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def isolated(tmp_path, monkeypatch) -> dict[str, str]:
-    """Environment for CLI subprocesses: own HOME, caches and config."""
+def isolated(tmp_path, shared_cache) -> dict[str, str]:
+    """Environment for CLI subprocesses: own HOME and config, the session's package cache."""
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -200,7 +206,7 @@ def isolated(tmp_path, monkeypatch) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("IMGBUILD_", "METAFLOW_IMGBUILD_", "SOURCE_DATE_EPOCH"))
     }
-    env.update(HOME=str(home), IMGBUILD_CACHE_DIR=str(tmp_path / "cache"))
+    env.update(HOME=str(home), IMGBUILD_CACHE_DIR=str(shared_cache))
     return env
 
 
