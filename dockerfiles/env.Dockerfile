@@ -5,17 +5,17 @@
 #
 # Build context (`imgbuild dockerfile ENV --context DIR` writes it):
 #   store/   the part of the store this env needs (env record + package files)
-#   wheels/  imgbuild and its dependencies as wheels (no network needed during the build)
+#   wheels/  imgbuild and what `imgbuild create` needs, as wheels for the builder's python
+#            (no network needed during the build)
 # Build: docker build -t myrepo/env:@@FULL_ID16@@ DIR   (or: podman build / buildah bud)
 ARG BASE_IMAGE=@@BASE_IMAGE@@
 ARG BUILDER_IMAGE=@@BUILDER_IMAGE@@
 
 FROM ${BUILDER_IMAGE} AS build
-COPY wheels /imgbuild/wheels
-COPY store /imgbuild/store
+COPY . /imgbuild/
 # --target: works with any python3 + pip (Debian's has no venv module without python3-venv).
-RUN python3 -m pip install --no-index --find-links /imgbuild/wheels --target /imgbuild/site \
-      --quiet --disable-pip-version-check imgbuild \
+RUN python3 -m pip install --no-index --no-deps --target /imgbuild/site --quiet \
+      --disable-pip-version-check /imgbuild/wheels/*.whl \
  && PYTHONPATH=/imgbuild/site python3 -m imagebuilder create @@ENV_ID@@ \
       --prefix /opt/imgbuild/env --store /imgbuild/store --arch @@ARCH@@ \
  && chmod -R a+rX /opt/imgbuild/env

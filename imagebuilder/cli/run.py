@@ -126,6 +126,12 @@ def _push(env, target, base, arch, insecure, ui: Ui) -> dict:
 @click.argument("env")
 @click.option("--base", default=None, metavar="REF", help="Base image (default: base_image).")
 @click.option(
+    "--builder",
+    default=None,
+    metavar="REF",
+    help="Image with python3 + pip for the build stage (default: the base).",
+)
+@click.option(
     "--context",
     "context",
     default=None,
@@ -133,13 +139,14 @@ def _push(env, target, base, arch, insecure, ui: Ui) -> dict:
     help="Also write a build context here: Dockerfile + the env's part of the store.",
 )
 @common_options
-def dockerfile(env, base, context, ui: Ui):
+def dockerfile(env, base, builder, context, ui: Ui):
     """Print a Dockerfile that builds ENV at /opt/imgbuild/env from the store.
 
     \b
     Examples:
       imgbuild dockerfile team/ds > Dockerfile
       imgbuild dockerfile team/ds --context ./ctx && docker build ./ctx
+    The build stage needs python3 + pip of this imgbuild's python version.
     """
     from imagebuilder.registry.dockerfile import render, write_context
 
@@ -151,7 +158,7 @@ def dockerfile(env, base, context, ui: Ui):
             "pass --base HOST/REPO:TAG (an image with a shell; the env brings its own python)",
         )
     if context:
-        path = write_context(env, base_ref, Path(context), cfg)
+        path = write_context(env, base_ref, Path(context), cfg, builder)
         emit(
             ui,
             {"context": str(path), "dockerfile": str(path / "Dockerfile")},
@@ -159,7 +166,7 @@ def dockerfile(env, base, context, ui: Ui):
         )
         return
     try:
-        text = render(env, base_ref, cfg)
+        text = render(env, base_ref, cfg, builder)
     except NotFound:
         raise
     except OSError as e:

@@ -80,9 +80,24 @@ def write_context(env_ref: str, base: str, dest: Path, cfg, builder: str | None 
     return dest
 
 
+# What `imgbuild create` imports from a local store (the build context holds a store folder):
+# the rest of imgbuild's dependencies (uv, boto3, docker, cyclonedx, rich, ...) would triple
+# the context and the build time for nothing. Names as in pyproject.toml.
+CREATE_DEPS = (
+    "py-rattler",
+    "click",
+    "installer",
+    "zstandard",
+    "jsonschema",
+    "PyYAML",
+    "packaging",
+    "requests",
+)
+
+
 def _wheels(dest: Path) -> None:
-    """imgbuild (from this installation's source) and its dependencies, as wheels. pip's cache
-    makes this local after the first time."""
+    """imgbuild (from this installation's source, without deps) and what `create` needs, as
+    wheels; installed with --no-deps in the build. pip's cache makes this local after once."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file():
         raise BadInput(
@@ -90,10 +105,25 @@ def _wheels(dest: Path) -> None:
             "download the wheels yourself: pip download imgbuild -d CONTEXT/wheels",
         )
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(dest), str(root)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise Unavailable(
-            f"pip wheel failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}",
-            "check network access to your package index",
-        )
+    from imagebuilder.config import read_toml
+
+    wanted = {n.lower() for n in CREATE_DEPS}
+    reqs = [
+        r
+        for r in read_toml(root / "pyproject.toml")["project"]["dependencies"]
+        if _req_name(r) in wanted
+    ]
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "-w"]
+    for args in ([str(dest), "--no-deps", str(root)], [str(dest), *reqs]):
+        p = subprocess.run([*pip, *args], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise Unavailable(
+                f"pip wheel failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}",
+                "check network access to your package index",
+            )
+
+
+def _req_name(req: str) -> str:
+    import re
+
+    return re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower()

@@ -254,3 +254,59 @@ def test_cli_push_with_auth_and_no_secret_leaks(
     r = cli(["push", env.full_id[:16], "--to", target, "--json"], cli_env, expect=5)
     err = json.loads(r.stdout)["error"]
     assert err["kind"] == "unauthorized" and "config.json" in err["message"]
+
+
+def test_dockerfile_builds_with_podman(store_env, cli_env, tmp_path):
+    """`imgbuild dockerfile --context` then `podman build` (buildah) on the rig: the image runs
+    the same env at the same prefix, with the contract's labels and env."""
+    _, env = store_env
+    podman_env = {**cli_env}
+    for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF"):
+        podman_env[key] = rig(key)
+    ctx = tmp_path / "ctx"
+    cli(
+        [
+            "dockerfile",
+            env.full_id[:16],
+            "--base",
+            rig("IMGBUILD_RIG_BASE_IMAGE"),
+            "--builder",
+            rig("IMGBUILD_RIG_PYBASE_IMAGE"),
+            "--context",
+            ctx,
+        ],
+        cli_env,
+    )
+    text = cli(
+        ["dockerfile", env.full_id[:16], "--base", rig("IMGBUILD_RIG_BASE_IMAGE")], cli_env
+    ).stdout
+    assert f'dev.imgbuild.full_id="{env.full_id}"' in text
+    tag = f"localhost/imgbuild-dockerfile:{env.full_id[:16]}"
+    b = subprocess.run(
+        ["podman", "build", "--layers=false", "-q", "-t", tag, str(ctx)],
+        capture_output=True,
+        text=True,
+        env=podman_env,
+        timeout=600,
+    )
+    assert b.returncode == 0, b.stderr[-3000:]
+    try:
+        r = subprocess.run(
+            [
+                "podman",
+                "run",
+                "--rm",
+                tag,
+                "python",
+                "-c",
+                "import os, sys, six, imgb_e2e; print(sys.prefix, os.environ['IMGBUILD_ENV_ID'])",
+            ],
+            capture_output=True,
+            text=True,
+            env=podman_env,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["/opt/imgbuild/env", f"{env.req_id[:16]}:{env.full_id[:16]}"]
+    finally:
+        subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, env=podman_env)
