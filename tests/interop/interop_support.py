@@ -59,6 +59,7 @@ class Cli:
             IMGBUILD_STORE=str(self.store),
             AWS_EC2_METADATA_DISABLED="true",
             PYTHONDONTWRITEBYTECODE="1",
+            IMGBUILD_RUNTIME_CACHE="0",  # the hydrate bootstrap's wheels: not what these test
         )
         for k, v in (env or {}).items():
             if v is None:
