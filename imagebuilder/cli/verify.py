@@ -28,11 +28,11 @@ def verify(env_ref: str | None, ui: Ui) -> None:
         envs = find_envs(store, env_ref)
     report = verify_store(store, envs)
     if not report.ok:
-        if ui.json:
+        if ui.json:  # one document: the report says ok=false and lists every problem
             emit(ui, report.to_json())
-        else:
-            for p in report.problems:
-                click.echo(f"{p.kind}: {p.message}", err=True)
+            raise click.exceptions.Exit(IntegrityError("").exit_code)
+        for p in report.problems:
+            click.echo(f"{p.kind}: {p.message}", err=True)
         first = report.problems[0]
         raise IntegrityError(
             f"{len(report.problems)} problem(s) in {store.url}: {first.message}",

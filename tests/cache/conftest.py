@@ -1,13 +1,10 @@
-import os
-import shutil
-import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "cache"))
 import helpers  # noqa: E402
 
 
@@ -18,41 +15,14 @@ def s3(rig):
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
-    """The rig channel (linux-64 + noarch) and PyPI wheels/sdists under one counting server."""
-    root = tmp_path_factory.mktemp("served")
-    channel = helpers.build_channel()
-    for sub in ("linux-64", "noarch", "osx-arm64"):
-        shutil.copytree(channel / sub, root / sub, copy_function=os.link)
-    out = subprocess.run(
-        [sys.executable, str(helpers.ROOT / "ci/pypi/build.py"), "--out", str(root / "pypi-src")],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    (root / "pypi").mkdir()
-    for f in (root / "pypi-src" / "files").iterdir():
-        if (
-            f.name.endswith((".whl", ".tar.gz"))
-            and "macosx" not in f.name
-            and "aarch64" not in f.name
-        ):
-            os.link(f, root / "pypi" / f.name)
-    server = helpers.CountingServer(root)
-    server.channel = channel
+    server = helpers.serve_rig_packages(tmp_path_factory.mktemp("served"))
     yield server
     server.stop()
 
 
 @pytest.fixture
 def base_packages(served):
-    """>= 20 real packages: every linux-64/noarch conda package plus the pure wheels."""
-    conda = helpers.channel_packages(served.url, served.root)
-    wheels = [
-        p
-        for p in helpers.wheel_packages(served.url + "/pypi", served.root / "pypi")
-        if p["name"] not in ("imgb-hello",) or p["version"] == "2.0"
-    ]
-    return conda + wheels
+    return helpers.base_packages(served)
 
 
 @pytest.fixture
@@ -61,9 +31,19 @@ def s3_url(s3):
 
 
 @pytest.fixture
+def s3_env(s3, monkeypatch):
+    """S3 credentials and endpoint in this process's environment too."""
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    return s3.env()
+
+
+@pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
+    """No test reads or writes the developer's ~/.imgbuild (local package cache included)."""
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("IMGBUILD_CACHE_DIR", str(home / ".imgbuild" / "cache"))
+    monkeypatch.delenv("IMGBUILD_STORE", raising=False)
     return home

@@ -21,7 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 class S3Service:
     """The rig's seaweedfs (tests/conftest.py `rig` fixture) seen by these tests."""
 
@@ -56,7 +55,6 @@ class S3Service:
             region_name="us-east-1",
             config=Config(s3={"addressing_style": "path"}),
         )
-
 
 
 class CountingServer:
@@ -202,3 +200,57 @@ def run_imgbuild(*args: str, env: dict | None = None, timeout=300):
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def serve_rig_packages(root: Path) -> CountingServer:
+    """The rig channel (linux-64, noarch, osx-arm64) and PyPI files under one counting server."""
+    import shutil
+
+    channel = build_channel()
+    for sub in ("linux-64", "noarch", "osx-arm64"):
+        shutil.copytree(channel / sub, root / sub, copy_function=os.link)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "ci/pypi/build.py"), "--out", str(root / "pypi-src")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (root / "pypi").mkdir()
+    for f in (root / "pypi-src" / "files").iterdir():
+        if f.name.endswith((".whl", ".tar.gz")) and not any(
+            x in f.name for x in ("macosx", "aarch64")
+        ):
+            os.link(f, root / "pypi" / f.name)
+    return CountingServer(root)
+
+
+def base_packages(server: CountingServer) -> list[dict]:
+    """>= 20 real packages: every linux-64/noarch conda package plus the pure/linux wheels."""
+    conda = channel_packages(server.url, server.root)
+    wheels = [
+        p
+        for p in wheel_packages(server.url + "/pypi", server.root / "pypi")
+        if p["name"] != "imgb-hello" or p["version"] == "2.0"
+    ]
+    return conda + wheels
+
+
+def fake_env(tag: str, arch: str = "linux-64", n: int = 2):
+    """An env record with made-up packages (alias and record tests need no archives)."""
+    import hashlib
+
+    pkgs = [
+        {
+            "kind": "conda",
+            "subdir": arch,
+            "name": f"pkg{i}",
+            "version": "1.0",
+            "build": "0",
+            "sha256": hashlib.sha256(f"{tag}-{i}".encode()).hexdigest(),
+            "filename": f"pkg{i}-1.0-0.conda",
+            "url": f"http://example.invalid/{arch}/pkg{i}-1.0-0.conda",
+            "size": 1,
+        }
+        for i in range(n)
+    ]
+    return make_env(pkgs, tag, arch)

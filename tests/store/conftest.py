@@ -13,36 +13,44 @@ def s3(rig):
     return helpers.S3Service(rig)
 
 
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    server = helpers.serve_rig_packages(tmp_path_factory.mktemp("served"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def base_packages(served):
+    return helpers.base_packages(served)
+
+
 @pytest.fixture
 def s3_url(s3):
     return s3.url(f"t-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture
-def s3_objstore(s3, s3_url, monkeypatch):
-    from imagebuilder.store.s3 import S3Store
-
+def s3_env(s3, monkeypatch):
+    """S3 credentials and endpoint in this process's environment too."""
     for k, v in s3.env().items():
         monkeypatch.setenv(k, v)
+    return s3.env()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """No test reads or writes the developer's ~/.imgbuild (local package cache included)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("IMGBUILD_CACHE_DIR", str(home / ".imgbuild" / "cache"))
+    monkeypatch.delenv("IMGBUILD_STORE", raising=False)
+    return home
+
+
+@pytest.fixture
+def s3_objstore(s3, s3_url, s3_env):
+    from imagebuilder.store.s3 import S3Store
+
     return S3Store(s3_url, endpoint_url=s3.endpoint)
-
-
-def fake_env(tag: str, arch: str = "linux-64", n: int = 2):
-    """An env record with made-up packages (alias and record tests need no archives)."""
-    import hashlib
-
-    pkgs = [
-        {
-            "kind": "conda",
-            "subdir": arch,
-            "name": f"pkg{i}",
-            "version": "1.0",
-            "build": "0",
-            "sha256": hashlib.sha256(f"{tag}-{i}".encode()).hexdigest(),
-            "filename": f"pkg{i}-1.0-0.conda",
-            "url": f"http://example.invalid/{arch}/pkg{i}-1.0-0.conda",
-            "size": 1,
-        }
-        for i in range(n)
-    ]
-    return helpers.make_env(pkgs, tag, arch)

@@ -41,11 +41,7 @@ def _all_objects_match_their_keys(store) -> int:
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
-def test_sigkill_at_points_then_rerun(
-    tmp_path, served, s3, kind, base_packages, isolated_home, monkeypatch
-):
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
+def test_sigkill_at_points_then_rerun(tmp_path, served, s3, s3_env, kind, base_packages):
     pkgs = sorted(base_packages, key=lambda p: p["size"])[:10]
     env = make_env(pkgs, f"crash-{kind}")
     f = write_env(tmp_path / "env.json", env)
@@ -93,10 +89,8 @@ def _cfg(s3):
 
 
 def test_eight_processes_overlapping_envs_one_s3_store(
-    tmp_path, served, s3, s3_url, base_packages, monkeypatch
+    tmp_path, served, s3, s3_url, s3_env, base_packages
 ):
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
     rnd = random.Random(4)
     files = []
     for i in range(8):

@@ -7,8 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import fake_env
-from helpers import run_imgbuild
+from helpers import fake_env, run_imgbuild
 
 from imagebuilder.errors import CONFLICT
 from imagebuilder.store.envs import put_env
