@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from imagebuilder.cli.output import Ui, common_options
+from imagebuilder.cli.output import Ui, common_options, emit
 
 FORMAT_CHOICES = ("conda-lock", "pixi", "explicit", "requirements", "pylock")
 
@@ -63,26 +63,20 @@ def export(env_ref: str, fmt: str, output: str | None, arches: tuple[str, ...], 
         if not envs:
             raise NotFound(f"{env_ref} has no environment for {', '.join(arches)}")
     text = export_lock(envs, fmt)
+    info = {
+        "format": fmt,
+        "envs": [{"req_id": e.req_id, "full_id": e.full_id, "arch": e.arch} for e in envs],
+    }
     if output:
         path = Path(output)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
         ui.info(f"wrote {path} ({fmt}, {', '.join(e.arch for e in envs)})")
-        if ui.json:
-            import json
-
-            click.echo(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "format": fmt,
-                        "envs": [
-                            {"req_id": e.req_id, "full_id": e.full_id, "arch": e.arch} for e in envs
-                        ],
-                    },
-                    indent=2,
-                )
-            )
+        info["path"] = str(path)
+    elif ui.json:
+        info["content"] = text  # --json: one JSON document, the lock inside it
     else:
         click.echo(text, nl=False)
+        return
+    emit(ui, info, lambda d: "")

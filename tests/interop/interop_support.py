@@ -201,3 +201,87 @@ def secrets_in_tree(root: Path, secrets: list[str]) -> list[str]:
 def env_ref(env: dict) -> str:
     """req_id16:full_id16 (a full_id alone may match several requests once locks import)."""
     return f"{env['req_id'][:16]}:{env['full_id'][:16]}"
+
+
+# --- a forward proxy that counts what goes through it -------------------------------------------
+
+
+class CountingProxy:
+    """A small HTTP forward proxy on 127.0.0.1 (absolute-URI GET/HEAD and CONNECT tunnels) that
+    records each request's target, in a thread of the test process (plain sockets only)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self):
+                import urllib.error
+                import urllib.request
+
+                seen.append(f"{self.command} {self.path}")
+                body = None
+                if self.headers.get("Content-Length"):
+                    body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("proxy-connection", "connection", "host")
+                }
+                req = urllib.request.Request(
+                    self.path, data=body, headers=headers, method=self.command
+                )
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                try:
+                    resp = opener.open(req, timeout=30)
+                    status, rheaders, data = resp.status, resp.headers, resp.read()
+                except urllib.error.HTTPError as e:
+                    status, rheaders, data = e.code, e.headers, e.read()
+                self.send_response(status)
+                for k, v in rheaders.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = _forward  # noqa: N815
+
+            def do_CONNECT(self):  # noqa: N802
+                import select
+                import socket
+
+                seen.append(f"CONNECT {self.path}")
+                host, _, port = self.path.rpartition(":")
+                upstream = socket.create_connection((host, int(port)), timeout=30)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                conns = [self.connection, upstream]
+                while True:
+                    r, _, _ = select.select(conns, [], [], 30)
+                    if not r:
+                        break
+                    for s in r:
+                        data = s.recv(65536)
+                        if not data:
+                            upstream.close()
+                            return
+                        (upstream if s is self.connection else self.connection).sendall(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
