@@ -46,20 +46,22 @@ def merge(requests: list[Request], overrides: Request | None = None) -> Request:
     """Concatenate lists in order; scalars must agree across files; `overrides` (the command
     line) wins over every file for scalars and appends to lists."""
     out = Request(source="+".join(r.source for r in requests) or "command line")
+    # Files may disagree on a scalar the command line sets: the command line decides.
+    decided = {n for n in _SCALARS if overrides is not None and getattr(overrides, n) is not None}
     for r in requests:
-        out = _add(out, r, override=False)
+        out = _add(out, r, override=False, decided=decided)
     if overrides is not None:
         out = _add(out, overrides, override=True)
     return out
 
 
-def _add(a: Request, b: Request, override: bool) -> Request:
+def _add(a: Request, b: Request, override: bool, decided: set[str] = frozenset()) -> Request:
     values = {}
     for name in _SCALARS:
         old, new = getattr(a, name), getattr(b, name)
         if new is None:
             continue
-        if old is not None and old.value != new.value and not override:
+        if old is not None and old.value != new.value and not override and name not in decided:
             raise BadInput(
                 f"{name.replace('_', '-')} is set twice: {old.value!r} ({old.origin}) "
                 f"and {new.value!r} ({new.origin})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +13,11 @@ from imagebuilder.spec import EnvSpec
 
 
 def default_cache_dir() -> Path:
-    """This machine's cache root (IMGBUILD_CACHE_DIR, else ~/.imgbuild/cache), shared with the
-    package cache; the resolver keeps repodata under <root>/repodata."""
-    from imagebuilder.store.localcache import cache_root
-
-    return cache_root()
+    """This machine's cache root, as store/localcache.py defines it (IMGBUILD_CACHE_DIR, else
+    ~/.imgbuild/cache); the resolver keeps repodata under <root>/repodata. Not imported from
+    there: the store package is not needed by `resolve --dry-run`."""
+    env = os.environ.get("IMGBUILD_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".imgbuild" / "cache"
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ class RattlerResolver:
     name = "rattler"
 
     def version(self) -> str:
-        from importlib.metadata import version
+        import rattler
 
-        return version("py-rattler")
+        return rattler.__version__
 
     def solve(self, spec: EnvSpec, specs: list[str], ctx: Context) -> list[Package]:
         import asyncio
@@ -46,7 +46,7 @@ class RattlerResolver:
     async def _solve(self, spec: EnvSpec, urls: list[str], match_specs, ctx: Context):
         from rattler.exceptions import GatewayError, SolverError
 
-        from imagebuilder.resolve import explain, gateway
+        from imagebuilder.resolve import gateway
 
         try:
             records, _ = await gateway.solve(
@@ -59,9 +59,13 @@ class RattlerResolver:
             )
             return records
         except SolverError as e:
+            from imagebuilder.resolve import explain
+
             available = await _availability(ctx, urls, spec, str(e))
             raise explain.conda_failure(str(e), spec, available) from None
         except GatewayError as e:
+            from imagebuilder.resolve import explain
+
             raise explain.channel_failure(str(e), spec) from None
 
 

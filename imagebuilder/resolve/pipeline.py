@@ -8,7 +8,6 @@ full_id under the same req_id). `dry_run` always solves and touches no store.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from imagebuilder.env import ResolvedEnv
@@ -104,6 +103,8 @@ def _solve_all(specs, conda, ctx: Context) -> list[ResolvedEnv]:
 
     if len(specs) <= 1:
         return [resolve(s, conda=conda, ctx=ctx) for s in specs]
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="resolve") as pool:
         futures = [pool.submit(resolve, s, conda, None, ctx) for s in specs]
         return [f.result() for f in futures]  # the first failure, in arch order, is raised
