@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from imagebuilder.env import ResolvedEnv
@@ -127,7 +128,7 @@ def _replacements(staging: Path, plan) -> list[Replacement]:
                 reps.append(Replacement(path, placeholder, "binary"))
             else:
                 reps.append(Replacement(path, PLACEHOLDER, "text"))
-    normalize_meta(staging, plan)
+    normalize_meta(staging, replace(plan, portable_meta=True))
     listed = {r.path for r in reps}
     reps += relocate.scan(str(staging), PLACEHOLDER, listed)
     return sorted(reps, key=lambda r: r.path)

@@ -149,6 +149,7 @@ def run_cli(args, env: dict, home: Path, expect: int | None = 0, timeout: float 
     )
     e.update({k: str(v) for k, v in env.items() if v is not None})
     argv = tuple(str(a) for a in args)
+    Path(home).mkdir(parents=True, exist_ok=True)
     p = subprocess.run(
         [sys.executable, "-m", "imagebuilder", *argv],
         env=e,
