@@ -57,13 +57,10 @@ def push_artifact(
     """Push an artifact referring to `subject`; returns its descriptor (as in a referrers
     index). Blobs first, manifest by digest, then the fallback index when needed."""
     client.push_repos.add(repo)
-    layers = []
-    for media_type, data in [*files, (MT_EMPTY, EMPTY)]:
-        d = _digest(data)
-        if not client.blob_exists(repo, d):
-            upload_blob(client, repo, d, len(data), lambda data=data: io.BytesIO(data))
-        if media_type != MT_EMPTY:
-            layers.append({"mediaType": media_type, "digest": d, "size": len(data)})
+    layers = [
+        {"mediaType": media_type, "digest": _digest(data), "size": len(data)}
+        for media_type, data in files
+    ]
     manifest: dict = {
         "schemaVersion": 2,
         "mediaType": MT_MANIFEST,
@@ -76,15 +73,21 @@ def push_artifact(
         manifest["annotations"] = dict(annotations)
     raw = canonical_json(manifest).encode()
     digest = _digest(raw)
-    r = client.put_manifest(repo, digest, raw, MT_MANIFEST)
-    desc = {
-        "mediaType": MT_MANIFEST,
-        "digest": digest,
-        "size": len(raw),
-        "artifactType": artifact_type,
-    }
+    desc = {"mediaType": MT_MANIFEST, "digest": digest, "size": len(raw)}
+    desc["artifactType"] = artifact_type
     if annotations:
         desc["annotations"] = dict(annotations)
+    if client.manifest_digest(repo, digest) == digest:
+        # Pushed before (a re-push of the same image): no blob or manifest write, only make
+        # sure it can be found.
+        if not any(m.get("digest") == digest for m in referrers(client, repo, subject.digest)):
+            _add_to_fallback(client, repo, subject.digest, desc)
+        return desc
+    for _, data in [*files, (MT_EMPTY, EMPTY)]:
+        d = _digest(data)
+        if not client.blob_exists(repo, d):
+            upload_blob(client, repo, d, len(data), lambda data=data: io.BytesIO(data))
+    r = client.put_manifest(repo, digest, raw, MT_MANIFEST)
     if not r.headers.get("OCI-Subject"):
         _add_to_fallback(client, repo, subject.digest, desc)
     return desc

@@ -61,3 +61,14 @@ def test_skopeo_reads_the_artifact_manifest(registry):
         check=True,
     ).stdout
     assert json.loads(out)["manifests"][0]["artifactType"] == CDX
+
+
+def test_repush_writes_nothing(proxy):
+    img = tiny_image("sbom-repush")
+    registry_sink(f"{proxy.host}/envs/sbom3", insecure=True).write(img, ["x"])
+    c = RegistryClient(proxy.host, insecure=True)
+    subject = Subject(img.media_type, img.digest, len(img.manifest))
+    push_artifact(c, "envs/sbom3", subject, CDX, [(CDX, b'{"a":1}')])
+    proxy.seen.clear()
+    push_artifact(c, "envs/sbom3", subject, CDX, [(CDX, b'{"a":1}')])
+    assert proxy.count("PUT") == 0 and proxy.count("POST") == 0

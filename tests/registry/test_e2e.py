@@ -2,7 +2,7 @@
 skopeo sees labels and alias tags, no-op and base-blob byte counts through the counting
 proxy, and `imgbuild run` through the rig's podman socket.
 
-Needs the rig (IMGBUILD_RIG_ENV, `python ci/rig.py up --dir DIR`): registry, podman, images.
+Uses the shared `rig` fixture (tests/conftest.py): registry, podman, base images.
 """
 
 from __future__ import annotations
@@ -33,14 +33,10 @@ def _oci_fixtures():
 OCI = _oci_fixtures()
 
 
-def rig(key: str) -> str:
-    value = OCI.rig_value(key)
-    if not value:
-        pytest.fail(
-            f"{key} missing: start the rig (python ci/rig.py up --dir DIR) and set "
-            "IMGBUILD_RIG_ENV=DIR/rig.env"
-        )
-    return value
+@pytest.fixture(scope="module")
+def R(rig) -> dict[str, str]:
+    """The rig's keys (tests/conftest.py starts the rig when IMGBUILD_RIG_ENV names none)."""
+    return dict(rig.env)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +59,7 @@ def store_env(channel, tmp_path_factory):
 
 
 @pytest.fixture
-def cli_env(tmp_path, store_env, isolated):
+def cli_env(R, tmp_path, store_env, isolated):
     store, _ = store_env
     home = isolated
     env = {
@@ -83,7 +79,7 @@ def cli_env(tmp_path, store_env, isolated):
         HOME=str(home),
         IMGBUILD_STORE=str(store.root),
         IMGBUILD_CACHE_DIR=str(tmp_path / "cache"),
-        IMGBUILD_INSECURE_REGISTRIES=rig("IMGBUILD_RIG_REGISTRY"),
+        IMGBUILD_INSECURE_REGISTRIES=R["IMGBUILD_RIG_REGISTRY"],
     )
     return env
 
@@ -111,9 +107,9 @@ def skopeo(ref: str, raw: bool = False) -> dict:
     return json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
 
 
-def test_push_base_by_reference_noop_and_labels(store_env, cli_env):
+def test_push_base_by_reference_noop_and_labels(R, store_env, cli_env):
     _, env = store_env
-    reg = rig("IMGBUILD_RIG_REGISTRY")
+    reg = R["IMGBUILD_RIG_REGISTRY"]
     proxy = Proxy(reg).start()
     try:
         cli_env["IMGBUILD_INSECURE_REGISTRIES"] += f",{proxy.host}"
@@ -164,17 +160,18 @@ def test_push_base_by_reference_noop_and_labels(store_env, cli_env):
             cli_env,
         )
         assert json.loads(r.stdout)["digest"] == digest
-        assert proxy.upload_bytes() == 0 and proxy.count("PUT") == 0
+        puts = [(s.path, s.status) for s in proxy.seen if s.method == "PUT"]
+        assert proxy.upload_bytes() == 0 and not puts, puts
     finally:
         proxy.stop()
 
 
-def test_run_through_podman(store_env, cli_env, tmp_path):
+def test_run_through_podman(R, store_env, cli_env, tmp_path):
     _, env = store_env
-    reg = rig("IMGBUILD_RIG_REGISTRY")
-    cli_env["DOCKER_HOST"] = rig("IMGBUILD_RIG_PODMAN_SOCKET")
+    reg = R["IMGBUILD_RIG_REGISTRY"]
+    cli_env["DOCKER_HOST"] = R["IMGBUILD_RIG_PODMAN_SOCKET"]
     for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF"):
-        cli_env[key] = rig(key)
+        cli_env[key] = R[key]
     (tmp_path / "data.txt").write_text("from the host\n")
     code = (
         "import sys, imgb_e2e, tinyfoo; print(imgb_e2e.V, open('data.txt').read().strip(), "
@@ -200,15 +197,15 @@ def test_run_through_podman(store_env, cli_env, tmp_path):
     assert "e2e-ok from the host /opt/imgbuild/env" in r.stdout
 
 
-def test_run_loads_archive_without_registry(store_env, cli_env, tmp_path):
+def test_run_loads_archive_without_registry(R, store_env, cli_env, tmp_path):
     _, env = store_env
-    cli_env["DOCKER_HOST"] = rig("IMGBUILD_RIG_PODMAN_SOCKET")
+    cli_env["DOCKER_HOST"] = R["IMGBUILD_RIG_PODMAN_SOCKET"]
     r = cli(
         [
             "run",
             env.full_id[:16],
             "--base",
-            rig("IMGBUILD_RIG_BASE_OCI"),
+            R["IMGBUILD_RIG_BASE_OCI"],
             "--",
             "python",
             "-c",
@@ -220,7 +217,7 @@ def test_run_loads_archive_without_registry(store_env, cli_env, tmp_path):
     assert r.stdout.startswith("six ")
 
 
-def test_run_engine_down_is_clear(store_env, cli_env, tmp_path):
+def test_run_engine_down_is_clear(R, store_env, cli_env, tmp_path):
     _, env = store_env
     cli_env["DOCKER_HOST"] = f"unix://{tmp_path}/nothing.sock"
     r = cli(["run", env.full_id[:16], "--", "true"], cli_env, expect=5)
@@ -229,7 +226,7 @@ def test_run_engine_down_is_clear(store_env, cli_env, tmp_path):
 
 @pytest.mark.parametrize("kind", ["basic", "token"])
 def test_cli_push_with_auth_and_no_secret_leaks(
-    kind, store_env, cli_env, basic_registry, token_registry, helper_path
+    R, kind, store_env, cli_env, basic_registry, token_registry, helper_path
 ):
     from conftest import PASSWORD, USER, docker_config, write_helper
 
@@ -256,29 +253,29 @@ def test_cli_push_with_auth_and_no_secret_leaks(
     assert err["kind"] == "unauthorized" and "config.json" in err["message"]
 
 
-def test_dockerfile_builds_with_podman(store_env, cli_env, tmp_path):
+def test_dockerfile_builds_with_podman(R, store_env, cli_env, tmp_path):
     """`imgbuild dockerfile --context` then `podman build` (buildah) on the rig: the image runs
     the same env at the same prefix, with the contract's labels and env."""
     _, env = store_env
     podman_env = {**cli_env}
     for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF"):
-        podman_env[key] = rig(key)
+        podman_env[key] = R[key]
     ctx = tmp_path / "ctx"
     cli(
         [
             "dockerfile",
             env.full_id[:16],
             "--base",
-            rig("IMGBUILD_RIG_BASE_IMAGE"),
+            R["IMGBUILD_RIG_BASE_IMAGE"],
             "--builder",
-            rig("IMGBUILD_RIG_PYBASE_IMAGE"),
+            R["IMGBUILD_RIG_PYBASE_IMAGE"],
             "--context",
             ctx,
         ],
         cli_env,
     )
     text = cli(
-        ["dockerfile", env.full_id[:16], "--base", rig("IMGBUILD_RIG_BASE_IMAGE")], cli_env
+        ["dockerfile", env.full_id[:16], "--base", R["IMGBUILD_RIG_BASE_IMAGE"]], cli_env
     ).stdout
     assert f'dev.imgbuild.full_id="{env.full_id}"' in text
     tag = f"localhost/imgbuild-dockerfile:{env.full_id[:16]}"
