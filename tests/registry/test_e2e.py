@@ -307,3 +307,43 @@ def test_dockerfile_builds_with_podman(R, store_env, cli_env, tmp_path):
         assert r.stdout.split() == ["/opt/imgbuild/env", f"{env.req_id[:16]}:{env.full_id[:16]}"]
     finally:
         subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, env=podman_env)
+
+
+def test_cli_faults_are_clear(R, store_env, cli_env):
+    """Base not found (3), registry down (5), immutable tag refused by the registry (4)."""
+    from ci.services.registry_proxy import Rule
+    from ci.services.registry_token import free_port
+
+    _, env = store_env
+    reg = R["IMGBUILD_RIG_REGISTRY"]
+    r = cli(
+        [
+            "push",
+            env.full_id[:16],
+            "--to",
+            f"docker://{reg}/envs/faults",
+            "--base",
+            f"{reg}/imgbuild-rig/no-such-base:bookworm",
+        ],
+        cli_env,
+        expect=3,
+    )
+    assert "no-such-base" in r.stderr and "not found" in r.stderr
+    down = f"127.0.0.1:{free_port()}"
+    cli_env["IMGBUILD_INSECURE_REGISTRIES"] += f",{down}"
+    r = cli(["push", env.full_id[:16], "--to", f"docker://{down}/envs/x"], cli_env, expect=5)
+    assert f"registry {down} is unreachable" in r.stderr
+    proxy = Proxy(reg).start()
+    try:
+        cli_env["IMGBUILD_INSECURE_REGISTRIES"] += f",{proxy.host}"
+        body = json.dumps(
+            {"errors": [{"code": "TAG_INVALID", "message": "tag is immutable in this repository"}]}
+        )
+        proxy.rules.append(Rule("PUT", r"/manifests/[0-9a-f]{16}", f"400:{body}", times=-1))
+        repo = f"envs/immutable-{os.urandom(4).hex()}"
+        r = cli(
+            ["push", env.full_id[:16], "--to", f"docker://{proxy.host}/{repo}"], cli_env, expect=4
+        )
+        assert "refuses to overwrite the tag" in r.stderr
+    finally:
+        proxy.stop()
