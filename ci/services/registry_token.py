@@ -11,6 +11,7 @@ Users: {name: (password, actions)}; anonymous requests get `pull` only when allo
 
 Standalone: `python ci/services/registry_token.py up --dir DIR` starts a token registry and its
 token server, prints their addresses and writes DIR/registry_token.env; Ctrl-C stops both.
+In the rig: `TokenAuth` plugs into ci/services/registry.py's `Registry` (see its doc).
 """
 
 from __future__ import annotations
@@ -77,6 +78,29 @@ class SigningKey:
             cert.public_bytes(serialization.Encoding.PEM),
             cert.public_bytes(serialization.Encoding.DER),
         )
+
+    def save(self, folder: Path) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        folder.mkdir(parents=True, exist_ok=True)
+        key = self.key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        (folder / "token-key.pem").write_bytes(key)
+        (folder / "token-key.pem").chmod(0o600)
+        (folder / "token-root.pem").write_bytes(self.cert_pem)
+
+    @classmethod
+    def load(cls, folder: Path) -> SigningKey:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key((folder / "token-key.pem").read_bytes(), None)
+        cert_pem = (folder / "token-root.pem").read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        return cls(key, cert_pem, cert.public_bytes(serialization.Encoding.DER))
 
     def jwt(self, claims: dict) -> str:
         from cryptography.hazmat.primitives import hashes
@@ -265,17 +289,103 @@ def start_token_registry(
         raise
 
 
+class TokenAuth:
+    """The rig's `auth: token` variant (ci/services/registry.py's Auth protocol): a token
+    server process of the registry's service, and the registry trusting its certificate.
+
+    In ci/rig.py: `Registry("registry_token", "IMGBUILD_RIG_REGISTRY_TOKEN",
+    TokenAuth("IMGBUILD_RIG_REGISTRY_TOKEN"))`; keys: <prefix>_USER, <prefix>_PASSWORD,
+    <prefix>_REALM."""
+
+    def __init__(self, env_prefix: str, user: str = "imgbuild"):
+        self.env_prefix = env_prefix
+        self.user = user
+
+    def prepare(self, rig, service: str, folder: Path) -> tuple[dict, dict[str, str]]:
+        import sys
+
+        password = rig.secret(f"{service}.password")
+        key_dir = folder / "token"
+        if not (key_dir / "token-key.pem").exists():
+            SigningKey.generate().save(key_dir)
+        port = rig.port(service, "token_port")
+        env = {**os.environ, "IMGBUILD_TOKEN_PASSWORD": password}
+        rig.spawn(
+            service,
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "serve-token",
+                "--dir",
+                str(key_dir),
+                "--port",
+                str(port),
+                "--user",
+                self.user,
+            ],
+            env=env,
+            log=f"{service}-token",
+        )
+        realm = f"http://127.0.0.1:{port}/token"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(realm, timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break  # 401: up
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"token server {realm} did not start") from None
+                time.sleep(0.05)
+        rig.update(service, token_port=port)
+        section = {
+            "token": {
+                "realm": realm,
+                "service": SERVICE,
+                "issuer": ISSUER,
+                "rootcertbundle": str(key_dir / "token-root.pem"),
+            }
+        }
+        return section, {
+            f"{self.env_prefix}_USER": self.user,
+            f"{self.env_prefix}_PASSWORD": password,
+            f"{self.env_prefix}_REALM": realm,
+        }
+
+
+def serve_token(folder: Path, port: int, user: str, password: str) -> None:
+    """Run a token server in the foreground with a saved key (the rig's process)."""
+    server = TokenServer(
+        {user: (password, ("pull", "push"))},
+        anonymous_pull=True,
+        key=SigningKey.load(folder),
+        port=port,
+    ).start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("cmd", choices=["up"])
+    p.add_argument("cmd", choices=["up", "serve-token"])
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--user", default="imgb")
-    p.add_argument("--password", default=os.environ.get("IMGBUILD_TOKEN_PASSWORD", "imgb-pass"))
+    p.add_argument("--port", type=int, default=0)
     args = p.parse_args(argv)
+    password = os.environ.get("IMGBUILD_TOKEN_PASSWORD", "imgb-pass")  # never on argv
+    if args.cmd == "serve-token":
+        serve_token(args.dir, args.port, args.user, password)
+        return 0
     reg, server = start_token_registry(
-        args.dir, {args.user: (args.password, ("pull", "push"))}, anonymous_pull=True
+        args.dir, {args.user: (password, ("pull", "push"))}, anonymous_pull=True
     )
     env = args.dir / "registry_token.env"
     env.write_text(
