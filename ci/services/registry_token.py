@@ -234,6 +234,7 @@ def start_registry(root: Path, auth_yaml: str = "", port: int | None = None) -> 
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [exe, "serve", str(config)],
+            preexec_fn=_die_with_parent,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -252,6 +253,14 @@ def start_registry(root: Path, auth_yaml: str = "", port: int | None = None) -> 
             time.sleep(0.05)
     reg.stop()
     raise RuntimeError("docker-registry did not start in 15 s")
+
+
+def _die_with_parent() -> None:
+    """A test's registry must not outlive a killed pytest (PR_SET_PDEATHSIG = SIGTERM)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def htpasswd_auth(root: Path, users: dict[str, str]) -> str:
