@@ -1,7 +1,7 @@
 """Fixtures of the resolve tests (also used by tests/golden): the rig's channel and index, a
 CLI runner with an isolated HOME and store, and a channel server of our own (ETag + 304,
 request counting) for tests that change a channel. Loaded by both conftests under one module
-name (load_fixtures), so a rig started here is started once per session.
+name (load_fixtures), so both share one set of fixture functions.
 
 py-rattler never runs in this process (it may crash at exit): solves go through the CLI, and
 reindexing a channel copy through a child process.
@@ -37,73 +37,20 @@ class Rig:
     index_dir: Path
 
 
-def _from_env_file(path: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if path and Path(path).is_file():
-        for line in Path(path).read_text().splitlines():
-            k, sep, v = line.strip().removeprefix("export ").partition("=")
-            if sep:
-                out[k] = v.strip().strip("'\"")
-    return out
-
-
-def _value(rig, key: str) -> str | None:
-    if isinstance(rig, Mapping):
-        return rig.get(key)
-    for attr in (key, key.removeprefix("IMGBUILD_RIG_").lower()):
-        if hasattr(rig, attr):
-            return getattr(rig, attr)
-    env = getattr(rig, "env", None)
-    return env.get(key) if isinstance(env, Mapping) else None
-
-
-_OWN_RIG: list[Path] = []  # a rig this module started (once per session, shared by conftests)
-
-
 @pytest.fixture(scope="session")
-def rig_services(request, tmp_path_factory):
-    """Channel + index URLs: the shared `rig` fixture when there is one, else IMGBUILD_RIG_ENV,
-    else a rig of our own (channel and pypi only), stopped at the end of the session."""
-    keys = (
-        "IMGBUILD_RIG_CHANNEL_URL",
-        "IMGBUILD_RIG_CHANNEL_DIR",
-        "IMGBUILD_RIG_INDEX_URL",
-        "IMGBUILD_RIG_INDEX_DIR",
+def rig_services(rig):
+    """The channel and index of the shared rig (tests/conftest.py). A rig without them fails
+    the test rather than skipping it: these tests must run."""
+    missing = [
+        n for n in ("channel_url", "channel_dir", "index_url", "index_dir") if not getattr(rig, n)
+    ]
+    assert not missing, f"the rig has no {missing}: see {rig.dir}/logs"
+    return Rig(
+        rig.channel_url.rstrip("/"),
+        Path(rig.channel_dir),
+        rig.index_url.rstrip("/"),
+        Path(rig.index_dir),
     )
-    values = None
-    try:
-        shared = request.getfixturevalue("rig")
-        values = {k: _value(shared, k) for k in keys}
-    except pytest.FixtureLookupError:
-        pass
-    if not values or not all(values.values()):
-        values = _from_env_file(os.environ.get("IMGBUILD_RIG_ENV"))
-    own = None
-    if not all(values.get(k) for k in keys) and _OWN_RIG:
-        values = _from_env_file(str(_OWN_RIG[0] / "rig.env"))
-    elif not all(values.get(k) for k in keys):
-        own = tmp_path_factory.mktemp("rig")
-        _OWN_RIG.append(own)
-        up = subprocess.run(
-            [sys.executable, str(ROOT / "ci" / "rig.py"), "up", "--dir", str(own),
-             "--only", "channel,pypi"],
-            capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-        assert up.returncode == 0, f"rig did not start:\n{up.stdout}\n{up.stderr[-3000:]}"
-        values = _from_env_file(str(own / "rig.env"))
-    missing = [k for k in keys if not values.get(k)]
-    assert not missing, f"the rig gives no {missing}"
-    yield Rig(
-        values["IMGBUILD_RIG_CHANNEL_URL"].rstrip("/"),
-        Path(values["IMGBUILD_RIG_CHANNEL_DIR"]),
-        values["IMGBUILD_RIG_INDEX_URL"].rstrip("/"),
-        Path(values["IMGBUILD_RIG_INDEX_DIR"]),
-    )
-    if own is not None:
-        subprocess.run(
-            [sys.executable, str(ROOT / "ci" / "rig.py"), "down", "--dir", str(own)],
-            capture_output=True, timeout=120,
-        )  # fmt: skip
 
 
 # --- the CLI ------------------------------------------------------------------------------------
