@@ -87,17 +87,16 @@ def read(path: Path, dest: Path) -> dict:
     """Unpack path into dest (an empty folder); returns the manifest."""
     import zstandard
 
-    dest_real = os.path.realpath(dest)
     manifest = None
     try:
-        with open(path, "rb") as raw:
+        with open(path, "rb") as raw, _Extractor(dest, path) as ex:
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)
             with tarfile.open(fileobj=reader, mode="r|") as tar:
                 for m in tar:
                     if m.name == MANIFEST:
                         manifest = json.loads(tar.extractfile(m).read())
                         continue
-                    _extract(tar, m, dest, dest_real, path)
+                    ex.extract(tar, m)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError) as e:
         raise IntegrityError(
             f"pack {path.name} is damaged: {e}",
@@ -115,30 +114,96 @@ def _bad(pack: Path, name: str, why: str) -> IntegrityError:
     )
 
 
-def _extract(tar: tarfile.TarFile, m: tarfile.TarInfo, dest: Path, real: str, pack: Path) -> None:
-    name = m.name
-    parts = name.split("/")
-    if name.startswith("/") or ".." in parts or not name or "\0" in name:
-        raise _bad(pack, name, "has an unsafe path")
-    target = os.path.join(dest, name)
-    parent = os.path.dirname(target)
-    if os.path.realpath(parent) != os.path.join(real, os.path.dirname(name)).rstrip("/"):
-        raise _bad(pack, name, "would be written through a symlink")
-    if m.isdir():
-        os.makedirs(target, exist_ok=True)
-    elif m.isreg():
-        os.makedirs(parent, exist_ok=True)
-        with open(target, "wb") as f:
+def _write(target: str, data: bytes, mode: int) -> None:
+    # O_EXCL: never follow a symlink or reuse a name another member already took
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+class _Extractor:
+    """Writes members into an empty folder. Small files are written by a few threads (file
+    creation is syscall-bound; the tar stream itself must be read in order); every check is
+    done here, before a write is queued, without touching the filesystem: the folder starts
+    empty and holds only what this extractor made."""
+
+    JOBS = 4
+    INFLIGHT = 64 << 20  # bytes read ahead of the writers at most
+    SMALL = 4 << 20
+
+    def __init__(self, dest: Path, pack: Path):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.dest, self.pack = str(dest), pack
+        self.dirs: set[str] = {""}
+        self.links: set[str] = set()
+        self.names: set[str] = set()
+        self.pool = ThreadPoolExecutor(self.JOBS, thread_name_prefix="unpack")
+        self.pending: deque = deque()
+        self.inflight = 0
+
+    def __enter__(self) -> _Extractor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft()[0].result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def _mkdirs(self, rel: str) -> None:
+        if rel in self.dirs:
+            return
+        self._mkdirs(os.path.dirname(rel))
+        if rel in self.links or rel in self.names:
+            raise _bad(self.pack, rel, "would be written through a symlink or a file")
+        os.makedirs(os.path.join(self.dest, rel), exist_ok=True)
+        self.dirs.add(rel)
+
+    def extract(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        name = m.name.rstrip("/") if m.isdir() else m.name
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts or "." in parts or not name or "\0" in name:
+            raise _bad(self.pack, m.name, "has an unsafe path")
+        parent = os.path.dirname(name)
+        if any("/".join(parts[:i]) in self.links for i in range(1, len(parts))):
+            raise _bad(self.pack, name, "would be written through a symlink")
+        if name in self.names or name in self.links or (name in self.dirs and not m.isdir()):
+            raise _bad(self.pack, name, "is in the pack twice")
+        target = os.path.join(self.dest, name)
+        if m.isdir():
+            self._mkdirs(name)
+        elif m.isreg():
+            self._mkdirs(parent)
+            self.names.add(name)
+            mode = 0o755 if m.mode & 0o111 else 0o644
             src = tar.extractfile(m)
-            while chunk := src.read(1 << 20):
-                f.write(chunk)
-        os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
-    elif m.issym():
-        link = m.linkname
-        resolved = os.path.normpath(os.path.join(os.path.dirname(name), link))
-        if os.path.isabs(link) or resolved.startswith("../") or resolved == "..":
-            raise _bad(pack, name, f"links outside the prefix ({link})")
-        os.makedirs(parent, exist_ok=True)
-        os.symlink(link, target)
-    else:
-        raise _bad(pack, name, "is not a file, folder or symlink")
+            if m.size > self.SMALL:
+                self._drain(0)
+                with open(target, "xb") as f:
+                    while chunk := src.read(1 << 20):
+                        f.write(chunk)
+                os.chmod(target, mode)
+            else:
+                data = src.read()
+                self.pending.append((self.pool.submit(_write, target, data, mode), len(data)))
+                self.inflight += len(data)
+                self._drain(self.INFLIGHT)
+        elif m.issym():
+            link = m.linkname
+            resolved = os.path.normpath(os.path.join(parent, link))
+            if os.path.isabs(link) or resolved == ".." or resolved.startswith("../"):
+                raise _bad(self.pack, name, f"links outside the prefix ({link})")
+            self._mkdirs(parent)
+            self.links.add(name)
+            os.symlink(link, target)
+        else:
+            raise _bad(self.pack, name, "is not a file, folder or symlink")
+
+    def _drain(self, limit: int) -> None:
+        while self.pending and (self.inflight > limit or self.pending[0][0].done()):
+            fut, size = self.pending.popleft()
+            fut.result()
+            self.inflight -= size

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Hydrate benchmark: `imgbuild create` against the raw tools, and pack vs per package.
+
+    python bench/hydrate.py [--runs 5] [--big]
+
+Env: conda python 3.11 + tinyfoo, six, imgb-cli (+ numpy, scipy, pandas, scikit-learn,
+matplotlib from the bench channel with --big, ~400 MB) and PyPI imgb-hello, imgb-uses-six,
+requests, setuptools, attrs, packaging, wheel; resolved once into a local store from the rig's
+channel (built by ci/channel/build.py) and index (ci/pypi/build.py, served here).
+
+Prints, median of N (runs interleaved so load on the machine hits both sides alike):
+ 1. warm: `imgbuild create` (whole CLI process: store lookup, verification, install, marker,
+    rename) with a warm package cache, vs the baseline: a python process running raw
+    `rattler.install` of the same records from a warm cache, plus `uv pip install --offline
+    --no-deps` of the same wheels with a warm uv cache. Ratio goal <= 1.2x.
+ 2. per package vs pack, warm (local caches hold everything) and cold (fresh HOME: nothing
+    extracted or downloaded yet — what a remote task sees), plus pack size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+CONDA = ["python 3.11.*", "tinyfoo", "six", "imgb-cli"]
+BIG = ["numpy", "scipy", "pandas", "scikit-learn", "matplotlib"]
+PYPI = ["imgb-hello", "imgb-uses-six", "requests", "setuptools", "attrs", "packaging", "wheel"]
+
+RAW_RATTLER = r"""
+import asyncio, json, os, sys, tempfile
+import rattler
+from rattler import PrefixRecord, RepoDataRecord
+recs, prefix, cache = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+out, tmp = [], tempfile.mkdtemp()
+for i, d in enumerate(recs):
+    p = os.path.join(tmp, f"{i}.json")
+    json.dump(dict(d, files=[], paths_data={"paths_version": 1, "paths": []}), open(p, "w"))
+    out.append(RepoDataRecord(PrefixRecord.from_path(p), d["fn"], d["url"], d.get("channel", "")))
+asyncio.run(rattler.install(out, prefix, cache_dir=cache, installed_packages=[],
+                            execute_link_scripts=False, show_progress=False))
+sys.stdout.flush(); os._exit(0)
+"""
+
+
+def sh(cmd, env=None, check=True) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def timed(cmds, env=None) -> float:
+    t0 = time.perf_counter()
+    for c in cmds:
+        sh(c, env)
+    return time.perf_counter() - t0
+
+
+def last_line(p: subprocess.CompletedProcess) -> str:
+    return p.stdout.strip().splitlines()[-1]
+
+
+def serve_index(index_dir: str):
+    p = subprocess.Popen(
+        [PY, str(ROOT / "ci/pypi/serve.py"), "--root", index_dir, "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return p, p.stdout.readline().strip()
+
+
+def cli_env(home: Path, store: Path) -> dict:
+    drop = ("IMGBUILD_", "AWS_", "METAFLOW_", "UV_", "CONDA_")
+    e = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    e.update(HOME=str(home), IMGBUILD_STORE=str(store), IMGBUILD_RUNTIME_CACHE="0")
+    return e
+
+
+def du(path: Path) -> int:
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--big", action="store_true", help="add the ~400 MB data-science packages")
+    a = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-hydrate-"))
+    server = None
+    try:
+        channel = last_line(sh([PY, ROOT / "ci/channel/build.py"]))
+        channels = [channel]
+        if a.big:
+            channels.append(last_line(sh([PY, ROOT / "ci/channel/build.py", "--bench"])))
+        index_dir = last_line(sh([PY, ROOT / "ci/pypi/build.py"]))
+        server, index_url = serve_index(index_dir)
+        store, home = work / "store", work / "home"
+        env = cli_env(home, store)
+        args = ["resolve", "--json", "--index-url", index_url]
+        for c in channels:
+            args += ["-c", c]
+        for s in CONDA + (BIG if a.big else []):
+            args += ["--conda", s]
+        for r in PYPI:
+            args += ["--pypi", r]
+        resolved = json.loads(sh([PY, "-m", "imagebuilder", *args], env).stdout)
+        server.terminate()
+        server = None
+        ref = f"{resolved['req_id']}:{resolved['full_id']}"
+        rec_file = store / "envs" / resolved["req_id"][:16] / f"{resolved['full_id'][:16]}.json"
+        pkgs = json.loads(rec_file.read_text())["packages"]
+        conda = [p for p in pkgs if p["kind"] == "conda"]
+        wheels = [p for p in pkgs if p["kind"] == "pypi"]
+        print(f"env {ref[:16]}..: {len(conda)} conda packages, {len(wheels)} wheels", flush=True)
+
+        # baseline inputs: the same archives, from the same store files
+        recs = []
+        for p in conda:
+            f = store / "pkgs/conda" / p["sha256"] / p["filename"]
+            recs.append(dict(p["record"], url=f.as_uri(), fn=p["filename"]))
+        (work / "recs.json").write_text(json.dumps(recs))
+        (work / "raw.py").write_text(RAW_RATTLER)
+        whl = [store / "pkgs/pypi" / p["sha256"] / p["filename"] for p in wheels]
+        uv = shutil.which("uv") or "uv"
+        raw_cache, uv_cache = work / "raw-cache", work / "uv-cache"
+
+        def baseline(prefix: Path) -> list[list]:
+            return [
+                [PY, work / "raw.py", work / "recs.json", prefix, raw_cache],
+                [uv, "pip", "install", "--offline", "--no-deps", "--no-index", "--quiet"]
+                + ["--cache-dir", uv_cache, "--python", prefix / "bin/python", *whl],
+            ]
+
+        def create(prefix: Path, *flags) -> list[list]:
+            return [[PY, "-m", "imagebuilder", "create", ref, "--prefix", prefix, "-q", *flags]]
+
+        # warm-up: fill every cache once (and check both sides work)
+        timed(baseline(work / "warm-b"))
+        timed(create(work / "warm-i"), env)
+        sh([PY, "-m", "imagebuilder", "pack", ref, "-q"], env)
+        size_env, size_pack = du(work / "warm-i"), next((store / "packs").rglob("*.tar.zst"))
+        size_pack = size_pack.stat().st_size
+
+        t_img, t_base, t_pk_w, t_pack_w, t_pk_c, t_pack_c = [], [], [], [], [], []
+        for i in range(a.runs):
+            t_base.append(timed(baseline(work / f"b{i}")))
+            t_img.append(timed(create(work / f"i{i}"), env))
+            t_pack_w.append(timed(create(work / f"pw{i}", "--from-pack"), env))
+            cold = cli_env(work / f"cold-a{i}", store)
+            t_pk_c.append(timed(create(work / f"pc{i}"), cold))
+            cold = cli_env(work / f"cold-b{i}", store)
+            t_pack_c.append(timed(create(work / f"kc{i}", "--from-pack"), cold))
+            for d in (f"b{i}", f"i{i}", f"pw{i}", f"pc{i}", f"kc{i}", f"cold-a{i}", f"cold-b{i}"):
+                shutil.rmtree(work / d, ignore_errors=True)
+        t_pk_w = t_img
+
+        print(f"installed size {size_env / 1e6:.1f} MB, pack {size_pack / 1e6:.1f} MB")
+        print(f"median of {a.runs}:")
+        print(f"  warm  imgbuild create (per package)            {med(t_img):6.2f} s")
+        print(f"  warm  raw rattler.install + uv pip --offline    {med(t_base):6.2f} s")
+        ratio = med(t_img) / med(t_base)
+        print(f"  ratio imgbuild / raw                            {ratio:6.2f}x  (goal <= 1.2x)")
+        print(f"  warm  per package {med(t_pk_w):6.2f} s   from pack {med(t_pack_w):6.2f} s")
+        print(f"  cold  per package {med(t_pk_c):6.2f} s   from pack {med(t_pack_c):6.2f} s")
+        faster = "pack" if med(t_pack_c) < med(t_pk_c) else "per package"
+        print(f"  cold start (remote task): {faster} is faster")
+    finally:
+        if server is not None:
+            server.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
