@@ -25,7 +25,7 @@ from imagebuilder.ids import AliasRef, canonical_json, short
 from imagebuilder.oci import layerindex
 from imagebuilder.oci.base import Base, open_base
 from imagebuilder.oci.image import Artifact, Descriptor, Layer, Platform, append, make_index
-from imagebuilder.oci.layer import Compression, Entry, entry_for, write_layer
+from imagebuilder.oci.layer import Compression, Entry, entry_for, member_content, write_layer
 from imagebuilder.oci.plan import LayerGroup, PlanItem, Rules, check_collisions, plan_layers
 from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version, stage
 
@@ -180,7 +180,7 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
             for g, rec in zip(missing, made, strict=True):
                 records[g.name] = rec
             timings["layers"] = time.perf_counter() - t0 - timings["stage"]
-        _check_files(groups, records, staged)
+        _check_files(groups, records, staged, store)
         layers = [
             Layer(
                 Descriptor(r.blob.media_type, r.blob.digest, r.blob.size),
@@ -233,29 +233,35 @@ def _build_layer(g: LayerGroup, key: str, staged, store, comp: Compression, epoc
         tmp.unlink(missing_ok=True)
 
 
-def _check_files(groups, records, staged) -> None:
-    """A path installed by two packages is an error unless both files are identical."""
+def _check_files(groups, records, staged, store) -> None:
+    """A path installed by two packages is an error unless both files are identical (read
+    from staging, or from the stored layer blob when the layer was known)."""
     files: dict[str, list[str]] = {}
+    known: dict[str, layerindex.LayerRecord] = {}
     for g in groups:
         rec = records[g.name]
-        if len(g.members) == 1:
+        if all(m.ident in staged for m in g.members):
+            for m in g.members:
+                files[m.ident] = list(staged[m.ident].files)
+        elif len(g.members) == 1:
             files[g.members[0].ident] = list(rec.paths)
-        else:  # a bucket: attribute through staging when we have it, else to the bucket
-            if all(m.ident in staged for m in g.members):
-                for m in g.members:
-                    files[m.ident] = list(staged[m.ident].files)
-            else:
-                files[g.name] = list(rec.paths)
+            known[g.members[0].ident] = rec
+        else:  # a known bucket: its packages' paths were checked against each other when built
+            files[g.name] = list(rec.paths)
+            known[g.name] = rec
+
+    def content(path: str, who: str) -> tuple | None:
+        if who in staged:
+            p = staged[who].root / path
+            return ("link", os.readlink(p)) if p.is_symlink() else ("file", p.read_bytes())
+        rec = known[who]
+        src = layerindex.StoreBlob(store, rec.blob.digest)
+        return member_content(src, rec.blob.media_type, f"{PREFIX.strip('/')}/{path}")
 
     def same(path: str, a: str, b: str) -> bool:
-        sa, sb = staged.get(a), staged.get(b)
-        if sa is None or sb is None:
-            return False
-        pa, pb = sa.root / path, sb.root / path
-        if pa == pb:
-            return True
         try:
-            return pa.read_bytes() == pb.read_bytes()
+            ca = content(path, a)
+            return ca is not None and ca == content(path, b)
         except OSError:
             return False
 

@@ -278,3 +278,21 @@ def decompressor(media_type: str):
 def _iter_reader(r):
     while chunk := r.read(CHUNK):
         yield chunk
+
+
+def member_content(source, media_type: str, name: str) -> tuple | None:
+    """("file", bytes) or ("link", target) of one member of a stored layer, None if absent
+    (collision checks against layers that were not staged again)."""
+    import io
+
+    with source.open() as f:
+        raw = b"".join(decompressor(media_type)(f))
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        try:
+            m = tar.getmember(name)
+        except KeyError:
+            return None
+        if m.issym():
+            return ("link", m.linkname)
+        data = tar.extractfile(m)
+        return ("file", data.read()) if data is not None else None

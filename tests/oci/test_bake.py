@@ -276,3 +276,19 @@ def podman_env(tmp_path) -> dict[str, str]:
     )
     yield env
     subprocess.run(["podman", "system", "reset", "-f"], env=env, capture_output=True)
+
+
+def test_identical_duplicate_file_is_allowed_also_from_known_layers(
+    envs, channel, tmp_path, isolated
+):
+    import tarfile
+
+    (archive,) = (channel / "noarch").glob("six-1.16.0-*.tar.bz2")
+    with tarfile.open(archive) as t:
+        six_py = t.extractfile("site-packages/six.py").read().decode()
+    copy = make_wheel(tmp_path / "w", "six-copy", "1.0", {"six.py": six_py})
+    store = LocalStore(tmp_path / "store")
+    env = envs.make(store, ["python", "six"], wheels=[copy])
+    first = json.loads(push(env, store, isolated, "--to", f"oci:{tmp_path / 'o1'}").stdout)
+    again = json.loads(push(env, store, isolated, "--to", f"oci:{tmp_path / 'o2'}").stdout)
+    assert again["layers_built"] == 0 and again["digest"] == first["digest"]
