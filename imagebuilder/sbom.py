@@ -69,9 +69,37 @@ def license_of(store, p: Package) -> str | None:
     return wheel_license(store, p)
 
 
+_SPDX_IDS: dict[str, str] | None = None
+
+
+def license_entry(value: str):
+    """An SPDX id as `id`, an SPDX expression as `expression`, anything else as `name`.
+
+    (cyclonedx's LicenseFactory does the same but imports the whole license-expression
+    database, which doubles `imgbuild sbom`'s time; the schema's own id list is enough.)
+    """
+    global _SPDX_IDS
+    from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
+
+    if _SPDX_IDS is None:
+        from cyclonedx.schema._res import SPDX_JSON
+
+        with open(SPDX_JSON) as f:
+            _SPDX_IDS = {i.lower(): i for i in json.load(f).get("enum", [])}
+    v = value.strip()
+    if v.lower() in _SPDX_IDS:
+        return DisjunctiveLicense(id=_SPDX_IDS[v.lower()])
+    words = v.replace("(", " ").replace(")", " ").split()
+    if any(w in ("AND", "OR", "WITH") for w in words) and all(
+        w in ("AND", "OR", "WITH") or w.lower() in _SPDX_IDS or w.startswith("LicenseRef-")
+        for w in words
+    ):
+        return LicenseExpression(v)
+    return DisjunctiveLicense(name=v)
+
+
 def build_sbom(env: ResolvedEnv, store=None) -> bytes:
     """The env's SBOM as CycloneDX 1.6 JSON bytes (deterministic)."""
-    from cyclonedx.factory.license import LicenseFactory
     from cyclonedx.model import (
         ExternalReference,
         ExternalReferenceType,
@@ -86,7 +114,6 @@ def build_sbom(env: ResolvedEnv, store=None) -> bytes:
 
     from imagebuilder import __version__
 
-    licenses = LicenseFactory()
     by_name: dict[tuple[str, str], Component] = {}
     components = []
     for p in env.packages:
@@ -99,7 +126,7 @@ def build_sbom(env: ResolvedEnv, store=None) -> bytes:
             bom_ref=ref.to_string(),
             purl=ref,
             hashes=[HashType(alg=HashAlgorithm.SHA_256, content=p.sha256)],
-            licenses=[licenses.make_from_string(lic)] if lic else None,
+            licenses=[license_entry(lic)] if lic else None,
             external_references=[
                 ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(p.url))
             ]
