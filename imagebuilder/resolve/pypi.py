@@ -208,7 +208,9 @@ def to_package(entry: dict, spec: EnvSpec, python: str, lock_dir: Path) -> Packa
 
     name = canonicalize_name(entry["name"])
     version = str(entry.get("version") or "")
-    extra = {k: entry[k] for k in ("index", "requires-python") if k in entry}
+    extra = {k: str(entry[k]) for k in ("index", "requires-python") if k in entry}
+    if "index" in extra:
+        extra["index"] = strip_credentials(extra["index"])
     if "vcs" in entry:
         return _git(name, version, entry["vcs"])
     if "directory" in entry:
