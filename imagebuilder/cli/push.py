@@ -50,14 +50,21 @@ def _bake(ui: Ui, env_ref, base, compression, user, arches):
 
     cfg = ui.config()
     store = open_store(cfg.store, cfg)
-    if not env_ref:
-        raise UsageError("name the environment to push", "e.g. imgbuild push team/ds or a full_id")
-    ref = parse_env_ref(env_ref)
-    envs = find_envs(store, ref)
+    if env_ref:
+        ref = parse_env_ref(env_ref)
+        envs = find_envs(store, ref)
+    else:
+        ref, envs = None, _this_request(cfg, store)
     if arches:
         envs = [e for e in envs if e.arch in arches]
         if not envs:
             raise NotFound(f"{env_ref} has no environment for {', '.join(arches)}")
+    if any(e.spec.python_from_base for e in envs):
+        raise UsageError(
+            "images of --python-from-base environments (a venv on the base's python) are not "
+            "supported yet",
+            "resolve without --python-from-base: python then comes from conda",
+        )
     opts = BakeOptions(
         base=base or str(cfg.get("base_image") or "scratch"),
         compression=compression or cfg.compression,
@@ -70,6 +77,23 @@ def _bake(ui: Ui, env_ref, base, compression, user, arches):
     for w in baked.warnings:
         ui.warn(w)
     return cfg, baked
+
+
+def _this_request(cfg, store):
+    """A bare `imgbuild push`: the newest env of the request in the current folder (per arch)."""
+    from imagebuilder.errors import ImgbuildError, UsageError
+    from imagebuilder.inputs.collect import Flags, collect
+    from imagebuilder.store.envs import newest_for_request
+
+    try:
+        specs = collect(Flags(), cfg).specs
+    except ImgbuildError as e:
+        raise UsageError(
+            "name the environment to push, or run where imgbuild.toml, environment.yml, "
+            f"requirements.txt or pyproject.toml is ({e})",
+            "e.g. imgbuild push team/ds, or a full_id",
+        ) from None
+    return [newest_for_request(store, spec.req_id) for spec in specs]
 
 
 @click.command("push")

@@ -292,3 +292,13 @@ def test_identical_duplicate_file_is_allowed_also_from_known_layers(
     first = json.loads(push(env, store, isolated, "--to", f"oci:{tmp_path / 'o1'}").stdout)
     again = json.loads(push(env, store, isolated, "--to", f"oci:{tmp_path / 'o2'}").stdout)
     assert again["layers_built"] == 0 and again["digest"] == first["digest"]
+
+
+def test_bare_push_without_a_request_here_is_a_usage_error(tmp_path, isolated):
+    r = run_cli(
+        ["push", "--store", tmp_path / "s", "--to", f"oci:{tmp_path / 'o'}"],
+        isolated,
+        2,
+        cwd=tmp_path,
+    )
+    assert "name the environment" in r.stderr
