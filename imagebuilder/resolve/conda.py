@@ -62,11 +62,18 @@ class RattlerResolver:
             from imagebuilder.resolve import explain
 
             available = await _availability(ctx, urls, spec, str(e))
-            raise explain.conda_failure(str(e), spec, available) from None
+            # --debug prints the cause: the solver's whole tree, credentials masked.
+            raise explain.conda_failure(str(e), spec, available) from _debug_cause(e)
         except GatewayError as e:
             from imagebuilder.resolve import explain
 
-            raise explain.channel_failure(str(e), spec) from None
+            raise explain.channel_failure(str(e), spec) from _debug_cause(e)
+
+
+def _debug_cause(e: Exception) -> Exception:
+    from imagebuilder.urls import redact
+
+    return RuntimeError(redact(str(e)))
 
 
 def _match_spec(text: str, spec: EnvSpec):

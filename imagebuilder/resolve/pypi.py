@@ -73,7 +73,9 @@ class UvResolver:
                 if isinstance(err, NotFound):
                     # An index URL that is wrong as a whole looks like "no such package" to uv.
                     err = _probe_indexes(spec, ctx) or err
-                raise err from None
+                from imagebuilder.urls import redact
+
+                raise err from RuntimeError(redact(proc.stderr))  # shown with --debug
             lock = _read_lock(Path(tmp) / "pylock.toml")
             skip = {p.name for p in provided}
             return [
