@@ -140,12 +140,22 @@ def make_pki(folder: Path) -> Pki:
 class Server:
     """A server subprocess; `url` once it is listening; stop() ends it (by its pid only)."""
 
-    def __init__(self, argv: list[str], log: Path, ready: Path | None = None, first_line=False):
+    def __init__(
+        self, argv: list[str], log: Path, ready: Path | None = None, first_line=False, wait=None
+    ):
         self.log = log
         self._out = open(log.with_suffix(".out"), "w")  # noqa: SIM115 - closed in stop()
         self._err = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, cwd=ROOT)
         self.url = None
+        if wait is not None:  # the caller knows how to tell it is up
+            try:
+                wait()
+            except Exception:
+                self.stop()
+                raise
+            self.url = "ready"
+            return
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
