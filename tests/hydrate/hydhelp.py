@@ -193,18 +193,23 @@ def runtime_wheels() -> Path:
     linux-64 / CPython 3.11 (the rig's python-base image), downloaded once with pip."""
     from importlib.metadata import version
 
+    from imagebuilder.locks import file_lock
     from imagebuilder.runtime import DISTS
 
     pins = [f"{d}=={version(d)}" for d in DISTS]
     names = [p.replace("-", "_").replace("==", "-") for p in pins]
-    have = [f.name for f in RUNTIME_WHEELS.glob("*.whl")] if RUNTIME_WHEELS.is_dir() else []
-    if all(any(h.startswith(n) for h in have) for n in names):
-        return RUNTIME_WHEELS
+
+    def complete() -> bool:
+        have = [f.name for f in RUNTIME_WHEELS.glob("*.whl")]
+        return all(any(h.startswith(n) for h in have) for n in names)
+
     RUNTIME_WHEELS.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:"]
-        + ["--python-version", "3.11", "--platform", "manylinux2014_x86_64"]
-        + ["-d", str(RUNTIME_WHEELS), *pins],
-        check=True,
-    )
+    with file_lock(RUNTIME_WHEELS / ".lock"):  # xdist workers: one downloads, others wait
+        if not complete():
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+                + ["--only-binary", ":all:", "--python-version", "3.11"]
+                + ["--platform", "manylinux2014_x86_64", "-d", str(RUNTIME_WHEELS), *pins],
+                check=True,
+            )
     return RUNTIME_WHEELS
