@@ -97,6 +97,9 @@ def _member(name: str, kind=tarfile.REGTYPE, link: str = "", size: int = 1) -> t
         ),
         ([_member("dev", tarfile.CHRTYPE)], "not a file"),
         ([_member("h", tarfile.LNKTYPE, "/etc/passwd")], "not a file"),
+        ([_member("f", tarfile.SYMTYPE, "g"), _member("f")], "twice"),
+        ([_member("a/b"), _member("a/b/c")], "through a symlink or a file"),
+        ([_member("./x")], "unsafe path"),
     ],
 )
 def test_pack_reader_refuses_hostile_members(tmp_path, members, why):
