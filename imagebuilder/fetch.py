@@ -145,7 +145,8 @@ class _Retry(Exception):
 def _fetch_once(url: str, dest: Path, progress, want_md5: bool = True) -> Fetched:
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
-        return _copy_file(Path(unquote(parts.path)) if parts.scheme else Path(url), dest, progress)
+        src = Path(unquote(parts.path)) if parts.scheme else Path(url)
+        return _copy_file(src, dest, progress, want_md5)
     import requests
 
     shown = redact(strip_credentials(url))
@@ -199,19 +200,20 @@ def _fetch_once(url: str, dest: Path, progress, want_md5: bool = True) -> Fetche
     return Fetched(dest, h256.hexdigest(), h5.hexdigest() if h5 else "", n)
 
 
-def _copy_file(src: Path, dest: Path, progress) -> Fetched:
+def _copy_file(src: Path, dest: Path, progress, want_md5: bool = False) -> Fetched:
     if not src.is_file():
         raise NotFound(f"{src} does not exist")
-    h256, h5, n = hashlib.sha256(), hashlib.md5(), 0
+    h256, h5, n = hashlib.sha256(), (hashlib.md5() if want_md5 else None), 0
     with open(src, "rb") as fin, open(dest, "wb") as fout:
         for chunk in iter(lambda: fin.read(_CHUNK), b""):
             fout.write(chunk)
             h256.update(chunk)
-            h5.update(chunk)
+            if h5 is not None:
+                h5.update(chunk)
             n += len(chunk)
             if progress:
                 progress(len(chunk))
-    return Fetched(dest, h256.hexdigest(), h5.hexdigest(), n)
+    return Fetched(dest, h256.hexdigest(), h5.hexdigest() if h5 else "", n)
 
 
 def _verify(label: str, got: Fetched, *, sha256, md5, size) -> None:
