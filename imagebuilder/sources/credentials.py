@@ -6,7 +6,8 @@ Where they come from, most specific first:
 2. `[auth."HOST"]` tables of ./imgbuild.toml and ~/.config/imgbuild/config.toml
    (`username` + `password`, or `token`; `password_env` / `token_env` name an environment
    variable instead, so the file need not hold the secret);
-3. ~/.netrc (or the file $NETRC names).
+3. credentials inside the configured `index_url` / `channels` (pip.conf, PIP_INDEX_URL, ...);
+4. ~/.netrc (or the file $NETRC names).
 A key may be `host`, `host:port` or `*.domain`; the longest match wins.
 """
 
@@ -117,6 +118,24 @@ def _credential_from_table(host: str, t: dict, source: str, environ) -> Credenti
     return Credential(t.get("username"), secret("password"), token, source=source)
 
 
+def _configured_urls(cwd: Path | None, home: Path | None, environ) -> dict[str, Credential]:
+    """Credentials inside the configured `index_url` / `channels` (an index URL from pip.conf
+    or PIP_INDEX_URL often carries them): used for those hosts, never shown or stored."""
+    from imagebuilder.config import load_config
+
+    cfg = load_config(environ=environ, cwd=cwd, home=home)
+    out: dict[str, Credential] = {}
+    for key in ("channels", "index_url"):
+        raw = cfg.get(key)
+        for url in raw if isinstance(raw, list | tuple) else [raw] if raw else []:
+            cred = from_url(str(url))
+            if cred is not None:
+                out.setdefault(
+                    host_key(str(url)), Credential(**{**cred.__dict__, "source": cfg.source(key)})
+                )
+    return out
+
+
 def _netrc(environ, home: Path | None) -> tuple[str, object] | None:
     import netrc
 
@@ -153,6 +172,9 @@ def lookup(
     if found is not None:
         return found
     found = _match(_config_entries(cwd, home, env), key)
+    if found is not None:
+        return found
+    found = _match(_configured_urls(cwd, home, env), key)
     if found is not None:
         return found
     rc = _netrc(env, home)

@@ -125,3 +125,21 @@ def test_unknown_ca_fails_clearly(private, tmp_path):
     msg = json.dumps(r.json()["error"]).lower()
     assert "certificate" in msg or "tls" in msg or "ssl" in msg
     assert CHAN_PW not in r.stdout + r.stderr
+
+
+def test_index_and_channels_from_pip_conf_and_condarc_with_their_credentials(private, tmp_path):
+    """The request names no index and no channel: pip.conf's index-url (credentials inside)
+    and ~/.condarc's channels are used, and their credentials reach uv and the downloads."""
+    cli = Cli(tmp_path)
+    (cli.home / ".config" / "pip").mkdir(parents=True)
+    ix = private["index"].replace("https://", f"https://bob:{IDX_PW}@")
+    (cli.home / ".config" / "pip" / "pip.conf").write_text(f"[global]\nindex-url = {ix}\n")
+    ch = private["channel"].replace("https://", f"https://alice:{CHAN_PW}@")
+    (cli.home / ".condarc").write_text(f"channels:\n  - {ch}\n  - defaults\n")
+    env = {"SSL_CERT_FILE": private["ca"], "REQUESTS_CA_BUNDLE": None, "CURL_CA_BUNDLE": None}
+    r = cli("resolve", *REQUEST, "--arch", "linux-64", "--json", env=env)
+    got = r.json()
+    _check_env(cli, got)
+    shown = cli("config", "show", env=env)
+    assert "pip.conf" in shown.stdout and ".condarc" in shown.stdout
+    _no_secret_anywhere(cli, [r, shown], private)
