@@ -44,7 +44,12 @@ def read_index(root: Path) -> dict:
 
 def find_ref(root: Path, ref: str | None) -> Descriptor:
     """The index entry tagged `ref` (or the only entry when ref is None)."""
-    entries = [Descriptor.from_json(m) for m in read_index(root).get("manifests", [])]
+    # Artifacts that refer to an image (SBOMs, issue 9) are listed untagged: not images.
+    entries = [
+        Descriptor.from_json(m)
+        for m in read_index(root).get("manifests", [])
+        if not m.get("artifactType")
+    ]
     if ref is None:
         if len(entries) == 1:
             return entries[0]
