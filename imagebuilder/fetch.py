@@ -89,6 +89,14 @@ def session():
         s.mount("http://", adapter)
         s.mount("https://", adapter)
         s.headers["User-Agent"] = "imgbuild"
+        try:  # one CA bundle for every client (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, config)
+            from imagebuilder.sources import ca_bundle
+
+            bundle = ca_bundle()
+            if bundle:
+                s.verify = bundle
+        except ImportError:
+            pass
         _local.session = s
     return s
 
