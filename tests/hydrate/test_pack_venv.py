@@ -26,6 +26,9 @@ def envs(sources, module_home, tmp_path_factory):
             sources, store, module_home, "--pypi", "imgb-hello", "--python", "3.12",
             "--python-from-base",
         ),
+        "sdist": resolve(
+            sources, store, module_home, "--conda", "python 3.11.*", "--pypi", "imgb-sdist"
+        ),
     }  # fmt: skip
     sources.stop()
     return store, out
@@ -143,3 +146,15 @@ def test_jupyter_kernel(envs, module_home, tmp_path):
     ).json()
     assert by_id["kernel"]["name"] == f"imgbuild_{e['mixed']['full_id'][:16]}"
     assert by_id["created"] is False
+
+
+def test_env_with_an_sdist_gets_its_built_wheel(envs, tmp_path):
+    """Sources are built once at cache time (builds/<source sha256>.json); create installs
+    the built wheel."""
+    store, e = envs
+    assert [p["source"] for p in e["sdist"]["packages"] if p["kind"] == "pypi"] == ["sdist"]
+    prefix = tmp_path / "s"
+    run_cli(["create", e["sdist"]["full_id"][:16], "--prefix", prefix], store.env, tmp_path)
+    code = "import imgb_sdist; print(imgb_sdist.__file__)"
+    py = subprocess.run([prefix / "bin/python", "-c", code], capture_output=True, text=True)
+    assert py.stdout.startswith(str(prefix / "lib/python3.11/site-packages/imgb_sdist")), py.stderr
