@@ -4,7 +4,7 @@
 # failed). Extra arguments go to pytest, e.g. `bash ci/test.sh -k registry -x`.
 #
 #   IMGBUILD_TEST_JOBS=N   pytest-xdist workers (default 2; 0 = no xdist)
-#   IMGBUILD_RIG_DIR=DIR   rig folder (default: a new /tmp/imgbuild-rig.XXXXXX, removed after
+#   IMGBUILD_RIG_DIR=DIR   rig folder (default: a new /tmp/imgbuild-rig-<hex>, removed after
 #                          a green run, kept with its logs after a red one)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,9 @@ took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 phase_done() { PHASES+=("$(printf '%-10s %7ss  %s' "$1" "$2" "$3")"); }
 
 T0=$(now)
-RIG_DIR=${IMGBUILD_RIG_DIR:-$(mktemp -d /tmp/imgbuild-rig.XXXXXX)}
+# lowercase: `podman run oci:DIR` names the image after DIR, and image names are lowercase
+RIG_DIR=${IMGBUILD_RIG_DIR:-/tmp/imgbuild-rig-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}
+mkdir -p "$RIG_DIR"
 RIG_UP=0
 
 finish() {

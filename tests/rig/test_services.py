@@ -299,7 +299,7 @@ def test_rig_up_is_idempotent_and_down_leaves_nothing(rig, tmp_path_factory):
         # a running container (conmon + its process) must not outlive `down`
         penv = {**os.environ, **{k: v for k, v in (ln.split("=", 1) for ln in env1.splitlines())}}
         run = subprocess.run(
-            ["podman", "run", "-d", rig.base_oci, "sleep", "300"],
+            ["podman", "run", "-d", "--tls-verify=false", rig.base_image, "sleep", "300"],
             env=penv,
             capture_output=True,
             text=True,
@@ -379,3 +379,21 @@ def test_pytest_exit_is_immune_to_crash_at_finalization(tmp_path, xdist):
         env={**env, "FAIL": "0", "IMGBUILD_TEST_NO_HARD_EXIT": "1"},
     )  # fmt: skip
     assert p.returncode != 0
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def test_imgbuild_fixture_isolates_and_checks_exit_codes(imgbuild, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-developer")
+    monkeypatch.setenv("IMGBUILD_REGISTRY", "example.invalid/repo")
+    r = imgbuild("--version")
+    assert "imgbuild" in r.stdout
+    env = imgbuild.environ()
+    assert env["HOME"] == str(imgbuild.home) and env["IMGBUILD_STORE"] == str(imgbuild.store)
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "IMGBUILD_REGISTRY" not in env
+    assert imgbuild.environ({"IMGBUILD_STORE": None, "X": 1}).get("IMGBUILD_STORE") is None
+    assert imgbuild("no-such-verb", expect=2).returncode == 2
+    assert imgbuild("no-such-verb", expect=None).returncode == 2
+    with pytest.raises(pytest.fail.Exception, match="exit 2, expected 0"):
+        imgbuild("no-such-verb")
