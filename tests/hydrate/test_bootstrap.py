@@ -16,6 +16,23 @@ import pytest
 from hydhelp import MIXED, ROOT, resolve, rig_s3, run_cli, runtime_wheels
 
 
+def test_runtime_failure_is_only_a_warning(rig, sources, module_home):
+    """Runs first in this module (the `boot` fixture stops the sources): a runtime that cannot
+    be resolved (its index is down) never fails the user's resolve."""
+    store = rig_s3(rig, "noruntime")
+    env = {
+        **store.env,
+        "IMGBUILD_RUNTIME_CACHE": "1",
+        "IMGBUILD_RUNTIME_PYTHONS": "3.11",
+        "IMGBUILD_RUNTIME_INDEX_URL": "http://127.0.0.1:9/simple",
+    }
+    args = ["resolve", "--conda", "tzdata", "-c", sources.channel_url, "--json"]
+    r = run_cli(args, env, module_home)
+    assert r.json()["full_id"]
+    assert "could not cache the task bootstrap runtime for linux-64 / python 3.11" in r.stderr
+    assert r.stderr.count("could not cache the task bootstrap runtime") == 1
+
+
 @pytest.fixture(scope="module")
 def boot(rig, sources, module_home):
     """An S3 store with the mixed env, its pack, and the bootstrap runtime for cp311 (cached
