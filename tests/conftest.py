@@ -573,6 +573,8 @@ def pytest_unconfigure(config):
     now; interpreter finalization (where py-rattler may crash) never runs."""
     if os.environ.get("IMGBUILD_TEST_NO_HARD_EXIT") or not _session_ref:
         return
+    if _session_ref[-1].config is not config:  # an inner (pytester) run: not ours to end
+        return
     status = int(_session_ref[-1].exitstatus)
     with contextlib.suppress(Exception):
         config.get_terminal_writer().flush()

