@@ -127,9 +127,10 @@ def main() -> None:
         )
         env = make_env(files, f"http://127.0.0.1:{port}", serve)
         results = {"boto3": [], "imgbuild": [], "imgbuild_warm": [], "fetch+boto3": []}
+        order = ("boto3", "imgbuild", "fetch+boto3")
         for run in range(args.runs):
             tag = f"bench-cache/{uuid.uuid4().hex[:8]}"
-            for which in ("boto3", "imgbuild") if run % 2 == 0 else ("imgbuild", "boto3"):
+            for which in order if run % 2 == 0 else order[::-1]:
                 results[which].append(
                     _time(which, files, env, endpoint, bucket, tag, tmp, args.jobs)
                 )
