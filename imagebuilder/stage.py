@@ -1,16 +1,16 @@
 """Staging: install packages of an env into a folder laid out for the image prefix
 `/opt/imgbuild/env`, so their files can go into layers (bake.py).
 
-- conda: `rattler.install(..., alternative_target_prefix=PREFIX, execute_link_scripts=False)`
-  with records rebuilt from `Package.record` and URLs pointing at the local archives, in a
-  child process (py-rattler can crash at interpreter exit: LOCAL-SERVICES.md). Nothing from
-  the target runs, so cross-arch staging works; packages with link scripts are reported.
-- PyPI: wheels installed with `installer`, scripts' shebangs at `PREFIX/bin/python`, each into
-  its own folder so its files are exactly that folder's files.
-- conda-meta/*.json are rewritten without this machine's cache paths (so the same package
-  gives the same bytes everywhere).
-- .pyc: made with the env's own python (hash-based, unchecked, source paths as in the image,
-  PYTHONHASHSEED=0, one process per package) when that python runs here; else none.
+The installing itself is the hydrate installer's (imagebuilder/install), shared:
+- conda: `rattler.install(..., alternative_target_prefix=PREFIX)` in a child process (py-rattler
+  can crash at interpreter exit), link scripts never run (reported), conda-meta made portable
+  (no cache paths, the channel's URL, mode 0644), archives sha256- and hostile-checked first.
+  Nothing from the target runs, so cross-arch staging works.
+- PyPI: each wheel into its own folder (so its files are exactly that folder's files), with
+  `installer`, scripts' shebangs at `PREFIX/bin/python`.
+What is bake-specific lives here: attributing files to packages, reading activate.d exports,
+and deterministic .pyc made with the env's own python (hash-based, unchecked, source paths as
+in the image, PYTHONHASHSEED=0, one process per package) when that python runs here.
 
 Only the packages whose layers are not in the store's layer index are staged.
 """
@@ -21,21 +21,16 @@ import json
 import os
 import re
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuilder.env import CONDA, PYPI, Package, ResolvedEnv
-from imagebuilder.errors import BadInput, ImgbuildError, Unavailable
+from imagebuilder.errors import BadInput, ImgbuildError
 
 PREFIX = "/opt/imgbuild/env"
 _EXPORT = re.compile(r"^\s*export\s+([A-Za-z_][A-Za-z0-9_]*)=(.*?)\s*$")
-_LINK_SCRIPT = re.compile(r"^bin/\.(.+)-(pre-link|post-link|pre-unlink)\.(sh|bat)$")
-# Fields of rattler's conda-meta records that hold this machine's paths.
-_MACHINE_FIELDS = ("extracted_package_dir", "package_tarball_full_path")
 
 
 @dataclass(frozen=True)
@@ -104,43 +99,32 @@ def _wants_pyc(s: StagedPackage) -> bool:
 
 
 def local_archive(store, p: Package) -> Path:
-    """The package archive as a local, verified, checked file."""
-    try:
-        from imagebuilder.store.localcache import fetch_to_local
+    """The package archive as a local file, sha256- and hostile-archive-checked (the check is
+    remembered per file: imagebuilder/install/files.py, shared with hydrate)."""
+    from imagebuilder.install.files import fetch_verified
 
-        path = fetch_to_local(store, p.store_key, p.sha256)
-    except ImportError:  # pragma: no cover - the store engineer's module is part of main
-        path = store.local_path(p.store_key)
-    if path is None:
-        raise Unavailable(f"{p.store_key} is not in store {store.url}", "run `imgbuild resolve`")
-    from imagebuilder.archive_check import check_archive
-
-    check_archive(path)
-    return Path(path)
+    return Path(fetch_verified(store, p.store_key, p.sha256, p.label))
 
 
 # --- conda -------------------------------------------------------------------------------------
 
 
 def _stage_conda(env: ResolvedEnv, pkgs: list[Package], store, root: Path):
-    for p in pkgs:
-        if not p.record:
-            raise BadInput(f"{p.label} has no repodata record in the env", "resolve it again")
+    """rattler through the hydrate installer (imagebuilder/install: a child process, portable
+    conda-meta), then each package's files from its conda-meta record."""
+    from imagebuilder.install.plan import CondaItem, InstallPlan, run_install
+
     # Fetch and check archives in parallel (decompression and hashing release the GIL).
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
         paths = list(pool.map(lambda p: local_archive(store, p), pkgs))
-    items = [
-        {"record": p.record, "path": str(path), "file": p.filename}
-        for p, path in zip(pkgs, paths, strict=True)
-    ]
-    job = {
-        "target": str(root),
-        "prefix": PREFIX,
-        "platform": env.arch,
-        "cache_dir": str(rattler_cache()),
-        "packages": items,
-    }
-    _run_worker("install", job)
+    plan = InstallPlan(
+        staging=str(root),
+        prefix=PREFIX,
+        arch=env.arch,
+        conda=tuple(CondaItem.from_package(p, path) for p, path in zip(pkgs, paths, strict=True)),
+    )
+    report = run_install(plan, inprocess=False)
+    with_scripts = set(report.link_scripts)
     out: dict[str, StagedPackage] = {}
     by_name = {p.name: p for p in pkgs}
     for meta in sorted((root / "conda-meta").glob("*.json")):
@@ -148,32 +132,18 @@ def _stage_conda(env: ResolvedEnv, pkgs: list[Package], store, root: Path):
         p = by_name.get(rec.get("name", ""))
         if p is None:
             continue
-        _normalize_meta(meta, rec, p)
         files = sorted(set(rec.get("files") or []) | {f"conda-meta/{meta.name}"})
         out[ident(p)] = StagedPackage(
             p,
             root,
             tuple(files),
             activation=_activation(root, files),
-            link_scripts=any(_LINK_SCRIPT.match(f) for f in files),
+            link_scripts=p.name in with_scripts,
         )
     missing = [p.label for p in pkgs if ident(p) not in out]
     if missing:
         raise ImgbuildError(f"staging did not install: {', '.join(missing)}", "rerun with --debug")
     return out
-
-
-def _normalize_meta(path: Path, rec: dict, p: Package) -> None:
-    """Drop this machine's paths; restore the env's URL and channel; readable by anyone."""
-    for key in _MACHINE_FIELDS:
-        rec.pop(key, None)
-    if isinstance(rec.get("link"), dict):
-        rec["link"].pop("source", None)
-    rec["url"] = p.url
-    if p.channel:
-        rec["channel"] = p.channel
-    path.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
-    os.chmod(path, 0o644)
 
 
 def _activation(root: Path, files: Iterable[str]) -> tuple[tuple[str, str, str], ...]:
@@ -203,61 +173,28 @@ def _unquote(v: str) -> str:
     return v
 
 
-def rattler_cache() -> Path:
-    base = os.environ.get("IMGBUILD_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "imgbuild"
-    )
-    return Path(base) / "rattler-pkgs"
-
-
-def _run_worker(kind: str, job: dict) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(job, f)
-    try:
-        r = subprocess.run(
-            [sys.executable, "-m", "imagebuilder.stage_worker", kind, f.name],
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        os.unlink(f.name)
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        if "No space left" in r.stderr:
-            raise Unavailable(f"out of disk space while staging: {last}", "free disk space")
-        raise ImgbuildError(f"staging failed: {last}", "rerun with --debug")
-    return json.loads(r.stdout or "{}")
-
-
 # --- PyPI ----------------------------------------------------------------------------------------
 
 
 def _stage_wheel(p: Package, store, root: Path, pyver: str) -> StagedPackage:
+    """One wheel into its own folder (its files are that folder's files), through the hydrate
+    installer in this process (wheels need no rattler)."""
     if not p.filename.endswith(".whl"):
         raise BadInput(
             f"{p.label} is a source distribution; images need built wheels",
             "build it first (imgbuild resolve builds sdists into the store)",
         )
-    from installer import install
-    from installer.destinations import SchemeDictionaryDestination
-    from installer.sources import WheelFile
+    from imagebuilder.install.plan import InstallPlan, WheelItem, run_install
 
-    site = f"lib/python{pyver}/site-packages"
-    scheme = {
-        "purelib": str(root / site),
-        "platlib": str(root / site),
-        "headers": str(root / f"include/python{pyver}" / p.name),
-        "scripts": str(root / "bin"),
-        "data": str(root),
-    }
-    dest = SchemeDictionaryDestination(
-        scheme, interpreter=f"{PREFIX}/bin/python", script_kind="posix"
+    plan = InstallPlan(
+        staging=str(root),
+        prefix=PREFIX,
+        arch="noarch",
+        wheels=(WheelItem(p.name, str(local_archive(store, p))),),
+        python=f"{PREFIX}/bin/python",
+        site_packages=f"lib/python{pyver}/site-packages",
     )
-    try:
-        with WheelFile.open(local_archive(store, p)) as source:
-            install(source, dest, {"INSTALLER": b"imgbuild\n"})
-    except (ValueError, KeyError, OSError) as e:
-        raise BadInput(f"cannot install wheel {p.filename}: {e}") from None
+    run_install(plan, inprocess=True)
     files = sorted(
         str(Path(dp, f).relative_to(root))
         for dp, _, fs in os.walk(root)
