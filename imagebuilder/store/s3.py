@@ -267,16 +267,18 @@ class S3Store:
 
     # --- write-once ------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> bool:
-        if self.exists(key):
+        # With conditional writes the PUT itself refuses an existing key (412): no HEAD first.
+        if not self._conditional and self.exists(key):
             return False
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         kill_point("store.put")
         return self._put_once(key, data, digest)
 
     def put_file(self, key: str, src: Path, sha256: str | None = None) -> bool:
-        if self.exists(key):
-            return False
         size = os.path.getsize(src)
+        # multipart: only CompleteMultipartUpload is conditional, so HEAD before sending
+        if (size > SINGLE_PUT_MAX or not self._conditional) and self.exists(key):
+            return False
         if size > SINGLE_PUT_MAX:
             kill_point("store.put")
             return self._put_multipart(key, Path(src))
@@ -295,6 +297,7 @@ class S3Store:
     def _put_once(self, key: str, body, checksum_b64: str) -> bool:
         from botocore.exceptions import ClientError
 
+        self._check_bucket()  # some servers (seaweedfs) create a missing bucket on PUT
         args = {"Bucket": self.bucket, "Key": self._full(key), "ChecksumSHA256": checksum_b64}
         with self._errors(f"upload {key}"):
             try:
@@ -326,6 +329,7 @@ class S3Store:
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import ClientError
 
+        self._check_bucket()
         cfg = TransferConfig(
             multipart_threshold=SINGLE_PUT_MAX,
             multipart_chunksize=PART_SIZE,
@@ -375,6 +379,7 @@ class S3Store:
     def put_record(self, key: str, data: bytes, expect: str | None) -> str:
         from botocore.exceptions import ClientError
 
+        self._check_bucket()
         cond = {"IfNoneMatch": "*"} if expect is None else {"IfMatch": expect}
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         kill_point("store.record")

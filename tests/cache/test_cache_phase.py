@@ -86,6 +86,8 @@ def test_wrong_credentials_missing_bucket_endpoint_down(
         assert "wrong-secret-xyz" not in r.stderr + r.stdout
         assert s3.secret not in r.stderr + r.stdout
         assert "Traceback" not in r.stderr
+    # nothing was written, not even a bucket (seaweedfs would create one on a bare PUT)
+    assert "no-such-bucket-imgb" not in [b["Name"] for b in s3.client().list_buckets()["Buckets"]]
 
 
 def test_credentials_never_in_records_or_output(tmp_path, served, base_packages):
