@@ -44,8 +44,9 @@ def is_python_dist(p: Package) -> bool:
 
 def provided(conda_packages: list[Package]) -> list[Provided]:
     """Python distributions the conda part installs, under their PyPI names."""
-    from packaging.utils import canonicalize_name
     from packaging.version import InvalidVersion, Version
+
+    from imagebuilder.resolve.wheeltags import canonicalize_name
 
     out = []
     for p in conda_packages:

@@ -206,7 +206,7 @@ def _read_lock(path: Path) -> dict:
 
 def to_package(entry: dict, spec: EnvSpec, python: str, lock_dir: Path) -> Package | None:
     """One pylock.toml [[packages]] entry as a Package (a wheel, or a source to build)."""
-    from packaging.utils import canonicalize_name
+    from imagebuilder.resolve.wheeltags import canonicalize_name
 
     name = canonicalize_name(entry["name"])
     version = str(entry.get("version") or "")

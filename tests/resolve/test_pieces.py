@@ -109,3 +109,67 @@ def test_stub_wheel_is_a_valid_wheel(tmp_path):
     assert "Name: typing-extensions\nVersion: 4.8.0\n" in meta and "Requires-Dist" not in meta
     again = write_stub(tmp_path / "..", Provided("typing-extensions", "4.8.0", "typing_extensions"))
     assert again.read_bytes() == path.read_bytes()  # deterministic
+
+
+def _reference_pypi_req(s: str) -> str:
+    """normalize_pypi_req's rule through packaging (the path its fast path must agree with)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    r = Requirement(s.strip())
+    out = canonicalize_name(r.name)
+    if r.extras:
+        out += "[" + ",".join(sorted(canonicalize_name(e) for e in r.extras)) + "]"
+    if r.specifier:
+        out += ",".join(sorted(str(sp) for sp in r.specifier))
+    return out
+
+
+def test_fast_pypi_normalization_agrees_with_packaging():
+    from imagebuilder.spec import _simple_pypi_req, normalize_pypi_req
+
+    cases = [
+        "requests", "Requests", "  six  ", "Foo_Bar.baz", "a-b_c.d",
+        "requests>=2.31", "requests >= 2.31 , < 3", "numpy==1.26.4", "x!=1.0,!=1.1",
+        "pkg~=1.4", "pkg~=1.4.2", "pkg<2", "pkg>1", "pkg<=2.0.0", "a>=2,>=2,<3",
+        "Foo_Bar[Extra_B,a]==1.0", "foo[ b , A ]>=1", "x[y]", "ZOPE.interface>=5",
+        "pkg==01.002", "p>=0", "q<=10.20.30.40",
+    ]  # fmt: skip
+    for c in cases:
+        assert _simple_pypi_req(c.strip()) is not None, c  # the fast path takes these
+        assert normalize_pypi_req(c) == _reference_pypi_req(c), c
+    # Shapes the fast path leaves to packaging (same result as before).
+    for c in ["pkg==1.*", "pkg>=1.0a1", "pkg (>=1)", "pkg===x", 'six; python_version<"3"']:
+        assert _simple_pypi_req(c) is None, c
+
+
+def test_linux_tag_order_is_packagings():
+    from packaging import tags
+
+    from imagebuilder.resolve.wheeltags import cpython_order, platforms
+
+    for subdir, sys_packages in [("linux-64", {}), ("linux-aarch64", {}),
+                                 ("linux-64", {"__glibc": "2.31"}), ("linux-64", {"__glibc": "2.17"})]:  # fmt: skip
+        plats = platforms(subdir, sys_packages)
+        for major, minor in [(3, 8), (3, 11), (3, 13)]:
+            interp = f"cp{major}{minor}"
+            ref = list(tags.cpython_tags((major, minor), [interp], plats))
+            ref += list(tags.compatible_tags((major, minor), interp, plats))
+            ours = [tags.Tag(*t) for t in cpython_order(major, minor, plats)]
+            assert list(dict.fromkeys(ours)) == list(dict.fromkeys(ref)), (subdir, minor)
+
+
+def test_wheel_tags_parse_like_packaging():
+    from packaging.utils import parse_wheel_filename
+
+    from imagebuilder.resolve.wheeltags import canonicalize_name, wheel_tags
+
+    for w in [
+        *WHEELS,
+        "six-1.16.0-py2.py3-none-any.whl",
+        "x-1.0-1build-cp311-cp311-linux_x86_64.whl",
+    ]:
+        ref = {(t.interpreter, t.abi, t.platform) for t in parse_wheel_filename(w)[3]}
+        assert set(wheel_tags(w)) == ref, w
+    assert wheel_tags("not-a-wheel.tar.gz") is None and wheel_tags("bad.whl") is None
+    assert canonicalize_name("Foo_Bar.baz--x") == "foo-bar-baz-x"
