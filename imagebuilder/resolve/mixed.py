@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import zipfile
 from pathlib import Path
 
@@ -42,23 +43,35 @@ def is_python_dist(p: Package) -> bool:
     return any(d.split()[0] == "python" for d in p.depends)
 
 
-def provided(conda_packages: list[Package]) -> list[Provided]:
-    """Python distributions the conda part installs, under their PyPI names."""
+# PEP 440's canonical versions (its appendix); anything else is asked of packaging.
+_CANONICAL_VERSION = re.compile(
+    r"^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?"
+    r"(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?$"
+)
+
+
+def _is_pep440(version: str) -> bool:
+    if _CANONICAL_VERSION.match(version):
+        return True
     from packaging.version import InvalidVersion, Version
 
+    try:
+        Version(version)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def provided(conda_packages: list[Package]) -> list[Provided]:
+    """Python distributions the conda part installs, under their PyPI names."""
     from imagebuilder.resolve.wheeltags import canonicalize_name
 
     out = []
     for p in conda_packages:
-        if not is_python_dist(p):
-            continue
-        try:
-            Version(p.version)
-        except InvalidVersion:
-            continue  # not a PEP 440 version: uv could not hold it; the name check still warns
-        out.append(
-            Provided(canonicalize_name(CONDA_TO_PYPI.get(p.name, p.name)), p.version, p.name)
-        )
+        # A version uv cannot read (not PEP 440) cannot be held: such a package is left out.
+        if is_python_dist(p) and _is_pep440(p.version):
+            name = canonicalize_name(CONDA_TO_PYPI.get(p.name, p.name))
+            out.append(Provided(name, p.version, p.name))
     return sorted(out, key=lambda x: x.name)
 
 
