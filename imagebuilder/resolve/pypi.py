@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from imagebuilder.env import PYPI, Package
@@ -30,10 +31,20 @@ _UV_KEEP = {
 }
 
 
-def uv_bin() -> str:
-    from uv import find_uv_bin
+_uv_bin_lock = threading.Lock()
+_uv_bin: list[str] = []
 
-    return find_uv_bin()
+
+def uv_bin() -> str:
+    # Once, under a lock: find_uv_bin reads sysconfig.get_config_vars(), whose first call is not
+    # thread safe in Python 3.11 (another thread sees it half-filled, EXE None: a TypeError), and
+    # parallel solves (pipeline._solve_all) reach here together.
+    with _uv_bin_lock:
+        if not _uv_bin:
+            from uv import find_uv_bin
+
+            _uv_bin.append(find_uv_bin())
+    return _uv_bin[0]
 
 
 def uv_version() -> str:
