@@ -43,7 +43,6 @@ def run(argv: list[str]) -> str:
     from imagebuilder import __version__
     from imagebuilder.errors import UsageError
     from imagebuilder.hydrate import already_there, check_platform, hydrate
-    from imagebuilder.platforms import host_arch
 
     a = _args(argv)
     t0 = time.monotonic()
@@ -70,7 +69,7 @@ def run(argv: list[str]) -> str:
     from imagebuilder.pack import pack_key
 
     store = open_read_store(url, endpoint)
-    env = envref.find_env(store, a.env, a.arch or host_arch())
+    env = envref.find_env(store, a.env, a.arch)
     check_platform(env)
     use_pack = not a.no_pack and store.exists(pack_key(env))
     if use_pack:

@@ -1,6 +1,8 @@
-"""ENV (CONTRACT.md grammar) -> the env record in a store, with the standard library only
-(catalog.py validates records with jsonschema, which a bare task image does not have; the
-ids are still recomputed and checked by ResolvedEnv.from_json)."""
+"""ENV (CONTRACT.md grammar) -> the env record in a store, with the standard library only.
+
+catalog.py validates records with jsonschema, which a bare task image does not have and which
+costs 0.1-0.25 s to import on every `imgbuild create`; the ids are still recomputed from the
+content and checked by ResolvedEnv.from_json, so a damaged record cannot pass as the env."""
 
 from __future__ import annotations
 
@@ -11,15 +13,27 @@ from imagebuilder.errors import BadInput, IntegrityError, NotFound
 from imagebuilder.ids import AliasRef, FullIdRef, PairRef, PathspecRef, parse_env_ref, short
 
 
-def find_env(store, text: str, arch: str) -> ResolvedEnv:
+def find_env(store, text: str, arch: str | None = None) -> ResolvedEnv:
+    """The env text names; for a multi-arch alias the one for arch (default: this machine's,
+    else the alias's only one, so that the caller can say why it cannot be used here)."""
+    from imagebuilder.platforms import host_arch
+
     ref = parse_env_ref(text)
     if isinstance(ref, AliasRef):
         got = store.get_record(f"aliases/{ref.name}/{ref.tag}.json")
         if got is None:
             raise NotFound(f"no environment named {ref} in {store.url}", "run `imgbuild ls`")
-        target = json.loads(got[0]).get("platforms", {}).get(arch)
+        platforms = json.loads(got[0]).get("platforms", {})
+        want = arch or host_arch()
+        target = platforms.get(want)
+        if target is None and arch is None and len(platforms) == 1:
+            target = next(iter(platforms.values()))
         if not target:
-            raise NotFound(f"{ref} has no environment for {arch} in {store.url}")
+            have = ", ".join(sorted(platforms)) or "none"
+            raise NotFound(
+                f"{ref} has no environment for {want} in {store.url} (it has: {have})",
+                f"pass --arch, or resolve it for {want}",
+            )
         key = f"envs/{short(target['req_id'])}/{short(target['full_id'])}.json"
     elif isinstance(ref, PairRef):
         key = f"envs/{short(ref.req_id)}/{short(ref.full_id)}.json"

@@ -35,6 +35,19 @@ def _target(prefix: str | None, name: str | None) -> str:
     return prefix  # type: ignore[return-value]
 
 
+def _find(store, env_ref: str, arch: str | None):
+    """Pathspecs need Metaflow (catalog); ids and aliases are read without jsonschema."""
+    from imagebuilder.ids import PathspecRef, parse_env_ref
+
+    if isinstance(parse_env_ref(env_ref), PathspecRef):
+        from imagebuilder.catalog import find_env
+
+        return find_env(store, env_ref, arch)
+    from imagebuilder.bootstrap.envref import find_env
+
+    return find_env(store, env_ref, arch)
+
+
 @click.command("create")
 @click.argument("env_ref", metavar="ENV")
 @click.option("--prefix", metavar="DIR", help="Create the environment in DIR.")
@@ -72,7 +85,6 @@ def create(
       imgbuild create team/nlp:stable --name nlp
       imgbuild create 3f2a9c0d1e4b5a6f --prefix ./env --jupyter
     """
-    from imagebuilder.catalog import find_env
     from imagebuilder.hydrate import hydrate
     from imagebuilder.install import allow_inprocess
     from imagebuilder.store import open_store
@@ -89,7 +101,7 @@ def create(
     allow_inprocess()  # the CLI leaves through os._exit: py-rattler may run here
     cfg = ui.config()
     store = open_store(cfg.store, cfg)
-    env = find_env(store, env_ref, arch)
+    env = _find(store, env_ref, arch)
     result = hydrate(
         env, store, target, force=force, python=python, from_pack=from_pack, info=ui.info
     )
