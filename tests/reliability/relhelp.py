@@ -1,0 +1,288 @@
+"""Helpers of the reliability suite: tree snapshots, parallel sub-cases, error checks,
+store/registry/OCI-layout consistency walks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+JOBS = int(os.environ.get("IMGBUILD_RELIABILITY_JOBS", 6))
+
+
+# --------------------------------------------------------------------------- trees
+
+
+def snapshot(root: Path, skip: Iterable[str] = ()) -> dict[str, tuple]:
+    """Every entry under root: relative path -> (type, mode, size, sha256 or link target).
+    `skip`: relative folder prefixes not descended into."""
+    root = Path(root)
+    skip = tuple(s.rstrip("/") + "/" for s in skip)
+    out: dict[str, tuple] = {}
+    if not root.exists():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        keep = []
+        for d in dirnames:
+            rel = rel_dir + d
+            if (rel + "/").startswith(skip):
+                continue
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                out[rel] = ("link", 0, 0, os.readlink(full))
+                continue
+            st = os.lstat(full)
+            out[rel] = ("dir", stat.S_IMODE(st.st_mode), 0, "")
+            keep.append(d)
+        dirnames[:] = keep
+        for f in filenames:
+            rel = rel_dir + f
+            full = os.path.join(dirpath, f)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", 0, 0, os.readlink(full))
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size, _sha(full))
+            else:
+                out[rel] = ("special", st.st_mode, 0, "")
+    return out
+
+
+def _sha(path: str) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        return f"unreadable:{e.errno}"
+    return h.hexdigest()
+
+
+def diff(before: dict, after: dict) -> list[str]:
+    out = []
+    for k in sorted(set(before) | set(after)):
+        if k not in before:
+            out.append(f"+ {k}")
+        elif k not in after:
+            out.append(f"- {k}")
+        elif before[k] != after[k]:
+            out.append(f"~ {k}")
+    return out
+
+
+def outside(changes: list[str], allowed: Iterable[str]) -> list[str]:
+    """Changes whose path is not under one of the allowed patterns (fnmatch, e.g.
+    `home/.imgbuild/cache/rattler/python-*`); folders made to hold an allowed path are fine."""
+    from fnmatch import fnmatch
+
+    allowed = tuple(a.rstrip("/") for a in allowed)
+    bad = []
+    for c in changes:
+        path = c[2:]
+        under = any(fnmatch(path, a) or fnmatch(path, a + "/*") for a in allowed)
+        parent = c[0] == "+" and any(a.startswith(path + "/") for a in allowed)
+        if not (under or parent):
+            bad.append(c)
+    return bad
+
+
+# --------------------------------------------------------------------------- sub-cases
+
+
+def parallel(fn: Callable, items: list, jobs: int = JOBS) -> list:
+    """fn(item) for every item in a thread pool (the work is in subprocesses): a list of
+    (item, ok, detail, seconds); an exception is a failed case with its traceback."""
+
+    def one(item):
+        t0 = time.monotonic()
+        try:
+            problem = fn(item)
+        except Exception:  # noqa: BLE001 - reported as the case's failure
+            return item, False, traceback.format_exc()[-3000:], time.monotonic() - t0
+        return item, not problem, problem or "", time.monotonic() - t0
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, items))
+
+
+def run_table(record, category: str, fn: Callable, items: list, name=lambda i: str(i), jobs=JOBS):
+    """Run fn over items in parallel, record each as a case, fail the test if any failed."""
+    for item, ok, detail, secs in parallel(fn, items, jobs):
+        record(category, name(item), ok, detail, secs)
+    record.check()
+
+
+# --------------------------------------------------------------------------- CLI results
+
+
+def error_of(r) -> dict | None:
+    """The {"kind","message","hint"} of a --json run's error document (None if absent)."""
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError:
+        return None
+    return doc.get("error") if isinstance(doc, dict) else None
+
+
+def clean_failure(r, code: int | None, phrases: Iterable[str] = ()) -> str | None:
+    """None when r failed as a user should see it: exit `code` (any non-zero when None), no
+    traceback, one `{"error"}` document on stdout (--json) whose message is one line and holds
+    every phrase (case-insensitive). Else what is wrong, with the output."""
+    problems = []
+    if r.returncode == 0:
+        problems.append("exit 0")
+    elif code is not None and r.returncode != code:
+        problems.append(f"exit {r.returncode}, expected {code}")
+    if r.returncode < 0:
+        problems.append(f"killed by signal {-r.returncode}")
+    if "Traceback" in r.stderr or "Traceback" in r.stdout:
+        problems.append("traceback")
+    err = error_of(r)
+    if err is None:
+        problems.append("no error document on stdout")
+    else:
+        msg = err.get("message", "")
+        if "\n" in msg or not msg.strip():
+            problems.append(f"message is not one line: {msg!r}")
+        low = (msg + " " + err.get("hint", "")).lower()
+        missing = [p for p in phrases if p.lower() not in low]
+        if missing:
+            problems.append(f"message lacks {missing}")
+    if not problems:
+        return None
+    return (
+        f"imgbuild {' '.join(r.args)}: {'; '.join(problems)}\n--- stdout\n{r.stdout[-1500:]}"
+        f"\n--- stderr\n{r.stderr[-1500:]}"
+    )
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+def store_objects_match_keys(root: Path) -> list[str]:
+    """Local store: every content-addressed object hashes to its key; no temp names under final
+    keys. Returns problems."""
+    root = Path(root)
+    problems = []
+    for base, depth in (("pkgs", 2), ("blobs", 1)):
+        top = root / base
+        if not top.exists():
+            continue
+        for p in top.rglob("*"):
+            if not p.is_file():
+                continue
+            rel = p.relative_to(root).as_posix()
+            parts = rel.split("/")
+            if any(x.startswith(".") or x.endswith((".tmp", ".part")) for x in parts):
+                problems.append(f"temp file under a final key: {rel}")
+                continue
+            want = parts[depth] if len(parts) > depth else ""
+            got = _sha(str(p))
+            if got != want:
+                problems.append(f"{rel} hashes to {got}")
+    for p in (root / "envs").rglob("*") if (root / "envs").exists() else ():
+        if p.is_file() and not p.name.endswith(".json"):
+            problems.append(f"temp file under envs/: {p.relative_to(root)}")
+    return problems
+
+
+def oci_layout_problems(root: Path) -> list[str]:
+    """Every blob index.json reaches (manifests, configs, layers, index children) is present and
+    hashes to its digest; no temp files among the blobs."""
+    root = Path(root)
+    if not (root / "index.json").exists():
+        return []
+    problems = []
+    for p in (root / "blobs").rglob("*") if (root / "blobs").exists() else ():
+        if p.is_file() and (p.name.startswith(".") or p.name.endswith(".tmp")):
+            problems.append(f"temp blob left: {p.relative_to(root)}")
+    seen: set[str] = set()
+
+    def blob(digest: str) -> bytes | None:
+        path = root / "blobs" / digest.replace(":", "/")
+        if not path.exists():
+            problems.append(f"{digest} is named but missing")
+            return None
+        data = path.read_bytes()
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            problems.append(f"{digest} does not hash to its name")
+        return data
+
+    def walk(desc: dict) -> None:
+        d = desc["digest"]
+        if d in seen:
+            return
+        seen.add(d)
+        data = blob(d)
+        if (
+            data is None
+            or "manifest" not in desc.get("mediaType", "")
+            and "index" not in desc.get("mediaType", "")
+        ):
+            return
+        doc = json.loads(data)
+        for child in doc.get("manifests", []):
+            walk(child)
+        for layer in [doc.get("config")] + doc.get("layers", []):
+            if layer:
+                seen.add(layer["digest"])
+                blob(layer["digest"])
+
+    for m in json.loads((root / "index.json").read_text()).get("manifests", []):
+        walk(m)
+    return problems
+
+
+def registry_problems(host: str, repo: str) -> list[str]:
+    """Walk tags -> manifests -> blobs of one repository with HEAD/GET: every tag resolves and
+    every blob a manifest names answers 200 (a tag never points at something incomplete)."""
+    import requests
+
+    problems = []
+    base = f"http://{host}/v2/{repo}"
+    accept = ", ".join(
+        [
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        ]
+    )
+    r = requests.get(f"{base}/tags/list", timeout=30)
+    if r.status_code == 404:
+        return []
+    tags = r.json().get("tags") or []
+    done: set[str] = set()
+
+    def manifest(ref: str, via: str) -> None:
+        if ref in done:
+            return
+        done.add(ref)
+        m = requests.get(f"{base}/manifests/{ref}", headers={"Accept": accept}, timeout=30)
+        if m.status_code != 200:
+            problems.append(f"{via}: manifest {ref} answers {m.status_code}")
+            return
+        doc = m.json()
+        for child in doc.get("manifests", []):
+            manifest(child["digest"], f"{via} -> {child['digest'][:19]}")
+        for b in [doc.get("config")] + doc.get("layers", []):
+            if not b:
+                continue
+            h = requests.head(f"{base}/blobs/{b['digest']}", timeout=30)
+            if h.status_code != 200:
+                problems.append(f"{via}: blob {b['digest']} answers {h.status_code}")
+            elif int(h.headers.get("Content-Length", b["size"])) != b["size"]:
+                problems.append(f"{via}: blob {b['digest']} has the wrong size")
+
+    for t in tags:
+        manifest(t, f"tag {t}")
+    return problems
