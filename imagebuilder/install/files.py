@@ -134,8 +134,11 @@ def _stamp_file(sha256: str) -> Path:
 
 
 def _fingerprint(path: Path) -> dict:
+    from imagebuilder.archive_check import DEEP
+
     st = path.stat()
     return {
+        "deep": DEEP,  # a stamp left by a shallower check does not vouch for a deep one
         "path": str(path),
         "dev": st.st_dev,
         "ino": st.st_ino,
