@@ -86,6 +86,8 @@ class Cli:
             IMGBUILD_CACHE_DIR=str(self.cache),
             XDG_CACHE_HOME=str(self.home / ".cache"),
             UV_CACHE_DIR=str(_uv_cache()),
+            # Caching an env also caches the task bootstrap runtime from PyPI: not our test.
+            IMGBUILD_RUNTIME_CACHE=os.environ.get("IMGBUILD_RUNTIME_CACHE", "0"),
         )
         env.update(extra or {})
         return env
