@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagebuilder.env import ResolvedEnv
-from imagebuilder.errors import NotFound, UsageError
+from imagebuilder.errors import UsageError
 from imagebuilder.ids import short
 from imagebuilder.resolve.base import Context
 
@@ -90,12 +90,11 @@ def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
 
 
 def _existing(store, req_id: str) -> ResolvedEnv | None:
-    from imagebuilder.store.envs import newest_for_request
+    """The newest env of exactly this request (keys hold 16 hex digits: check all 64)."""
+    from imagebuilder.store.envs import env_keys, read_env
 
-    try:
-        return newest_for_request(store, req_id)
-    except NotFound:
-        return None
+    envs = [e for e in (read_env(store, k) for k in env_keys(store, req_id)) if e.req_id == req_id]
+    return max(envs, key=lambda e: e.resolved_at) if envs else None
 
 
 def _solve_all(specs, conda, ctx: Context) -> list[ResolvedEnv]:
