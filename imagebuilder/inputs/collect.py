@@ -71,13 +71,19 @@ def collect(flags: Flags, config=None, cwd: str | os.PathLike | None = None) -> 
 
 
 def _file_requests(flags: Flags, here: Path) -> list[Request]:
-    from imagebuilder.inputs.envyml import parse_environment_yml
-    from imagebuilder.inputs.requirements import parse_requirements
-    from imagebuilder.inputs.tomlfiles import parse_pyproject
+    out: list[Request] = []
+    if flags.environment:
+        from imagebuilder.inputs.envyml import parse_environment_yml
 
-    out = [parse_environment_yml(p) for p in flags.environment]
-    out += [parse_requirements(p) for p in flags.requirements]
-    out += [parse_pyproject(p) for p in flags.pyproject]
+        out += [parse_environment_yml(p) for p in flags.environment]
+    if flags.requirements:
+        from imagebuilder.inputs.requirements import parse_requirements
+
+        out += [parse_requirements(p) for p in flags.requirements]
+    if flags.pyproject:
+        from imagebuilder.inputs.tomlfiles import parse_pyproject
+
+        out += [parse_pyproject(p) for p in flags.pyproject]
     if not flags.names_inputs:
         found = discover(here)
         if found is not None:
