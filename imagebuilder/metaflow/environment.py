@@ -118,7 +118,29 @@ class CondaEnvironment(MetaflowEnvironment):
         cmd = super()._get_install_dependencies_cmd(datastore_type)
         if datastore_type != "s3":
             return cmd
-        return f"{self._python()} -c 'import boto3, requests' 2>/dev/null || {cmd}"
+        return f"{{ {self._python()} -c 'import boto3, requests' 2>/dev/null || {cmd}; }}"
+
+    def get_package_commands(self, code_package_url, datastore_type, code_package_metadata=None):
+        """Metaflow's commands, with the code package unpacked by python's tarfile instead of
+        `tar -xz`: a baked image needs no gzip binary then (bases may be minimal: bash and
+        coreutils), and every task image has a python."""
+        from metaflow.package import MetaflowPackage
+
+        cmds = super().get_package_commands(code_package_url, datastore_type, code_package_metadata)
+        if code_package_metadata is None:  # Metaflow's own default, as in the call above
+            code_package_metadata = json.dumps(
+                {"version": 0, "archive_format": "tgz", "mfcontent_version": 1}
+            )
+        try:
+            tar_cmds = MetaflowPackage.get_extract_commands(
+                code_package_metadata, "job.tar", dest_dir="."
+            )
+        except Exception:  # another package format: leave Metaflow's commands alone
+            return cmds
+        if len(tar_cmds) != 1 or "tar -xzf job.tar -C ." not in tar_cmds[0]:
+            return cmds
+        mine = f"{self._python()} -m tarfile -e job.tar ."
+        return [mine if c == tar_cmds[0] else c for c in cmds]
 
     # --- the plan ------------------------------------------------------------------------------
     def request_for(self, step_name: str):
