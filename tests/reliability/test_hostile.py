@@ -59,6 +59,8 @@ def _slug(cid: str) -> str:
 def _names_package(r, case: dict) -> str | None:
     err = json.loads(r.stdout or "{}").get("error") or {}
     msg = err.get("message", "")
+    if "refusing package" in msg and f"refusing package {case['filename']}:" not in msg:
+        return f"the refusal does not name the archive as published: {msg[:200]!r}"
     if case["package"] in msg or case["filename"] in msg:
         return None
     return f"the message does not name {case['package']} or {case['filename']}: {msg!r}"
