@@ -163,7 +163,9 @@ def _fetch(pkg: Package, tmp: Path, stats: Stats, bar):
             f"{pkg.label}: the channel gives no sha256 or md5 for {pkg.filename}",
             "imgbuild caches only packages it can verify; use a channel with hashes",
         )
-    dest = tmp / f"{pkg.sha256 or pkg.md5}-{pkg.filename}"
+    # the archive keeps its own name: refusals (archive_check) name the file the user knows
+    dest = tmp / (pkg.sha256 or pkg.md5) / pkg.filename
+    dest.parent.mkdir(exist_ok=True)
     got = fetch.download(
         pkg.url,
         dest,
