@@ -64,6 +64,9 @@ class CountingServer:
         self.root = Path(root)
         self.gets: dict[str, int] = {}
         self.tamper: set[str] = set()
+        self.faults: dict[
+            str, list[str]
+        ] = {}  # path -> faults for its next GETs ("503", "truncate")
         self.lock = threading.Lock()
         server = self
 
@@ -74,6 +77,22 @@ class CountingServer:
             def do_GET(self):
                 with server.lock:
                     server.gets[self.path] = server.gets.get(self.path, 0) + 1
+                fault = None
+                with server.lock:
+                    if server.faults.get(self.path):
+                        fault = server.faults[self.path].pop(0)
+                if fault == "503":
+                    self.send_error(503)
+                    return
+                if fault == "truncate":  # promise the whole body, send half, hang up
+                    data = (server.root / self.path.lstrip("/")).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if self.path in server.tamper:
                     data = (server.root / self.path.lstrip("/")).read_bytes()
                     data = data[:-1] + bytes([data[-1] ^ 1])

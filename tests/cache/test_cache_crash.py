@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 from helpers import make_env, run_cache, run_imgbuild, write_env
@@ -48,7 +49,7 @@ def test_sigkill_at_points_then_rerun(tmp_path, served, s3, s3_env, kind, base_p
     extra = s3.env() if kind == "s3" else {}
     for point in POINTS:
         url = (
-            s3.url(f"crash-{tmp_path.name}-{point.replace(':', '-')}")
+            s3.url(f"crash-{uuid.uuid4().hex[:10]}-{point.replace(':', '-')}")
             if kind == "s3"
             else str(tmp_path / f"store-{point.replace(':', '-')}")
         )

@@ -126,3 +126,25 @@ def test_transmute_keeps_both_identities(tmp_path, served, base_packages):
         obj = tmp_path / "store" / f"pkgs/conda/{alt['sha256']}/{alt['filename']}"
         check_conda_archive(obj)
         assert (tmp_path / "store" / f"pkgs/conda/{p['sha256']}/{p['filename']}").is_file()
+
+
+def test_retries_on_503_and_dropped_bodies_then_clear_failure(tmp_path, served, base_packages):
+    pkgs = sorted(base_packages, key=lambda p: -p["size"])[:2]
+    env = make_env(pkgs, "faults")
+    f = write_env(tmp_path / "env.json", env)
+    paths = [p["url"][len(served.url) :] for p in pkgs]
+    served.reset()
+    served.faults = {paths[0]: ["503", "503"], paths[1]: ["truncate"]}
+    fast = {"IMGBUILD_FETCH_BACKOFF": "0.05"}
+    r = run_cache(f, str(tmp_path / "store"), fast)
+    assert r.returncode == 0, r.stderr
+    assert served.gets[paths[0]] == 3 and served.gets[paths[1]] == 2
+    v = run_imgbuild("verify", "--store", str(tmp_path / "store"))
+    assert v.returncode == 0, v.stderr
+    # a server that keeps failing: one clear line, exit 5, nothing stored
+    served.faults = {paths[0]: ["503"] * 10}
+    r = run_cache(f, str(tmp_path / "store2"), {**fast, "IMGBUILD_FETCH_ATTEMPTS": "3"})
+    served.faults = {}
+    assert r.returncode == UNAVAILABLE, r.stderr
+    assert "after 3 attempts: HTTP 503" in r.stderr and "Traceback" not in r.stderr
+    assert not list((tmp_path / "store2").glob("envs/**/*.json"))
