@@ -133,12 +133,15 @@ def _stamp_file(sha256: str) -> Path:
     return cache_root() / "verified" / sha256
 
 
-def _fingerprint(path: Path) -> dict:
-    from imagebuilder.archive_check import DEEP
+def _deep() -> bool:
+    # = archive_check.DEEP, read here so a warm creation does not import archive_check
+    return os.environ.get("IMGBUILD_DEEP_CHECK", "1") not in ("", "0")
 
+
+def _fingerprint(path: Path) -> dict:
     st = path.stat()
     return {
-        "deep": DEEP,  # a stamp left by a shallower check does not vouch for a deep one
+        "deep": _deep(),  # a stamp left by a shallower check does not vouch for a deep one
         "path": str(path),
         "dev": st.st_dev,
         "ino": st.st_ino,
