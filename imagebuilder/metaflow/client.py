@@ -75,6 +75,41 @@ def client_info(metadata: dict) -> dict:
     return info
 
 
+def pathspec_ref(text: str) -> str:
+    """`Flow/Run/Step[/Task]` or `mf:...` as the ENV grammar's mf: form (checked)."""
+    from imagebuilder.errors import UsageError
+    from imagebuilder.ids import PathspecRef, parse_env_ref
+
+    ref = text if text.startswith("mf:") else f"mf:{text}"
+    if not isinstance(parse_env_ref(ref), PathspecRef):
+        raise UsageError(f"{text!r} is not a pathspec", "use Flow/Run/Step or Flow/Run/Step/Task")
+    return ref
+
+
+ENV_IN_DIR = ".imgbuild-env"
+
+
+def prepare_into_dir(into_dir: str, force: bool) -> str:
+    """Check DIR is new or empty (--force: emptied) and return where its env goes."""
+    import shutil
+
+    from imagebuilder.errors import BadInput
+
+    path = os.path.abspath(into_dir)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise BadInput(f"--into-dir {into_dir} is not a folder")
+        if os.listdir(path):
+            if not force:
+                raise BadInput(
+                    f"--into-dir {into_dir} is not empty",
+                    "give a new folder, or --force to empty it",
+                )
+            shutil.rmtree(path)
+    os.makedirs(path, exist_ok=True)
+    return os.path.join(path, ENV_IN_DIR)
+
+
 def fetch_code_package(pathspec: str, into_dir: str) -> str:
     """Extract the code package of the step's task into into_dir (for debugging it locally)."""
     task = _task(pathspec)
