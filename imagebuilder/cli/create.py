@@ -62,6 +62,18 @@ def _find(store, env_ref: str, arch: str | None):
 @click.option("--python", metavar="PATH", help="Interpreter for an env without conda python.")
 @click.option("--jupyter", is_flag=True, help="Also register a Jupyter kernel for it.")
 @click.option("--arch", metavar="ARCH", help="For a multi-arch alias: the env for ARCH.")
+@click.option(
+    "--pathspec",
+    "is_pathspec",
+    is_flag=True,
+    help="ENV is Flow/Run/Step: the env that step ran in.",
+)
+@click.option(
+    "--into-dir",
+    metavar="DIR",
+    help="With a pathspec: also extract the step's code package into DIR (an empty or new "
+    "folder); the env goes to DIR/.imgbuild-env unless --prefix/--name say otherwise.",
+)
 @common_options
 def create(
     env_ref: str,
@@ -72,6 +84,8 @@ def create(
     python: str | None,
     jupyter: bool,
     arch: str | None,
+    is_pathspec: bool,
+    into_dir: str | None,
     ui: Ui,
 ) -> None:
     """Create a working environment from the store, offline: conda packages linked from
@@ -84,13 +98,20 @@ def create(
     Examples:
       imgbuild create team/nlp:stable --name nlp
       imgbuild create 3f2a9c0d1e4b5a6f --prefix ./env --jupyter
+      imgbuild create --pathspec MyFlow/12/train --into-dir ./debug
     """
     from imagebuilder.hydrate import hydrate
     from imagebuilder.install import allow_inprocess
     from imagebuilder.store import open_store
 
+    if is_pathspec or into_dir:  # a past Metaflow step (imagebuilder/metaflow/client.py)
+        from imagebuilder.metaflow.client import pathspec_ref, prepare_into_dir
+
+        env_ref = pathspec_ref(env_ref)
+        if into_dir and prefix is None and name is None:
+            prefix = prepare_into_dir(into_dir, force)
     target = _target(prefix, name)
-    if not force and not jupyter:
+    if not force and not jupyter and not into_dir:
         from imagebuilder.hydrate import already_there
 
         done = already_there(target, env_ref, arch)
@@ -123,6 +144,11 @@ def create(
 
         data["kernel"] = register_kernel(env, result.prefix, env_ref, warn=ui.warn)
         ui.info(f"registered Jupyter kernel {data['kernel']['name']}")
+    if into_dir:
+        from imagebuilder.metaflow.client import fetch_code_package
+
+        data["into_dir"] = fetch_code_package(env_ref.removeprefix("mf:"), into_dir)
+        ui.info(f"code package of {env_ref} in {into_dir}: run it with {data['python']}")
     if result.created:
         ui.info(f"created {env.name} in {result.prefix} ({result.method}, {result.seconds:.1f}s)")
     else:
