@@ -52,6 +52,7 @@ class _Buffered:
         self.stream = stream
         self.buf = bytearray()
         self.pos = 0
+        self._scratch: bytearray | None = None
 
     def _fill(self, n: int) -> bool:
         while len(self.buf) - self.pos < n:
@@ -81,6 +82,39 @@ class _Buffered:
                 sink(mv[self.pos : self.pos + k])
             self.pos += k
             n -= k
+
+    def skip(self, n: int, sink=None) -> None:
+        """Consume n bytes, passing them to sink if given. Past what is buffered, read straight
+        from the stream into one scratch buffer: no copy into the header buffer, no new bytes
+        objects (most of a package is file data we only skip or hash)."""
+        avail = len(self.buf) - self.pos
+        if n <= avail:
+            if sink is not None:
+                with memoryview(self.buf) as mv:
+                    sink(mv[self.pos : self.pos + n])
+            self.pos += n
+            return
+        if avail:
+            if sink is not None:
+                with memoryview(self.buf) as mv:
+                    sink(mv[self.pos :])
+            n -= avail
+        self.buf.clear()
+        self.pos = 0
+        readinto = getattr(self.stream, "readinto", None)
+        if readinto is None:
+            self.feed(n, sink or _discard)
+            return
+        if self._scratch is None:
+            self._scratch = bytearray(_READ)
+        with memoryview(self._scratch) as scratch:
+            while n:
+                k = readinto(scratch[: min(n, _READ)])
+                if not k:
+                    raise TarError("truncated tar stream")
+                if sink is not None:
+                    sink(scratch[:k])
+                n -= k
 
     def at_end(self) -> bool:
         return not self._fill(1)
@@ -181,9 +215,9 @@ def scan(stream, keep: frozenset[str] = frozenset(), hash_files: bool = True) ->
                 if h is not None:
                     h.update(body)
             else:
-                r.feed(size, h.update if h is not None else _discard)
+                r.skip(size, h.update if h is not None else None)
             digest = h.hexdigest() if h is not None else None
         elif size:
-            r.feed(size, _discard)
+            r.skip(size)
         r.take(-size % BLOCK)
         yield Member(name, kind, mode, size if kind == FILE else 0, linkname, digest, body)
