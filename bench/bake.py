@@ -52,14 +52,26 @@ def tqdm_record(ch: Path, version: str):
     raise SystemExit(f"bench channel has no tqdm {version}")
 
 
-def timed(fn) -> float:
-    t = time.perf_counter()
+CPU: dict[str, list[float]] = {}  # CPU seconds (this process and children) per measurement
+
+
+def _cpu() -> float:
+    import resource
+
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def timed(fn, name: str = "") -> float:
+    t, c = time.perf_counter(), _cpu()
     fn()
+    if name:
+        CPU.setdefault(name, []).append(_cpu() - c)
     return time.perf_counter() - t
 
 
-def shell(cmd: str) -> float:
-    return timed(lambda: subprocess.run(["bash", "-c", cmd], check=True))
+def shell(cmd: str, name: str = "") -> float:
+    return timed(lambda: subprocess.run(["bash", "-c", cmd], check=True), name)
 
 
 def forget_layers(store) -> None:
@@ -111,11 +123,15 @@ def main() -> None:
     }
     for i in range(args.runs):
         forget_layers(store)
-        res["zstd"].append(timed(lambda: split.append(bake([env_a], store, zstd).timings)))
-        res["tar_zstd"].append(shell(f"tar -C {staged} -cf - . | zstd -3 -T0 -q -c > /dev/null"))
+        res["zstd"].append(timed(lambda: split.append(bake([env_a], store, zstd).timings), "zstd"))
+        res["tar_zstd"].append(
+            shell(f"tar -C {staged} -cf - . | zstd -3 -T0 -q -c > /dev/null", "tar_zstd")
+        )
         forget_layers(store)
-        res["gzip"].append(timed(lambda: split.append(bake([env_a], store, gzip).timings)))
-        res["tar_gzip"].append(shell(f"tar -C {staged} -cf - . | gzip -6 -c > /dev/null"))
+        res["gzip"].append(timed(lambda: split.append(bake([env_a], store, gzip).timings), "gzip"))
+        res["tar_gzip"].append(
+            shell(f"tar -C {staged} -cf - . | gzip -6 -c > /dev/null", "tar_gzip")
+        )
         forget_layers(store)
         baked_a = bake([env_a], store, zstd)
         res["known"].append(timed(lambda: bake([env_a], store, zstd)))
@@ -183,6 +199,12 @@ def main() -> None:
     print(f"  layers: {len(lb)} (base scratch), blob bytes {sum(lb.values()) / 1e6:.0f} MB zstd")
     print(f"  cold zstd build = staging {st_z:.2f}s + layers {ly_z:.2f}s; gzip layers {ly_g:.2f}s")
     print("  ratios: median of per-run ratios (build and baseline back to back)")
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
+    print(
+        f"  CPU seconds (user+sys, all threads and children): zstd build {cpu['zstd']:.1f} vs "
+        f"tar|zstd {cpu['tar_zstd']:.1f} ({cpu['zstd'] / cpu['tar_zstd']:.2f}x); gzip build "
+        f"{cpu['gzip']:.1f} vs tar|gzip {cpu['tar_gzip']:.1f} ({cpu['gzip'] / cpu['tar_gzip']:.2f}x)"
+    )
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 
