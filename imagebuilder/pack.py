@@ -28,6 +28,7 @@ from imagebuilder.ids import short
 from imagebuilder.install.relocate import Replacement
 from imagebuilder.records import check_schema, schema_id
 from imagebuilder.store.base import Store
+from imagebuilder.testhooks import kill_point
 
 # Short enough for any binary placeholder rattler must write at install time (the classic
 # conda one has 31 characters); unique enough that a scan never finds it by accident.
@@ -76,6 +77,7 @@ def pack_env(
         )
         say(f"installing {len(env.packages)} packages at the pack placeholder")
         run_install(plan)
+        kill_point("pack.installed")  # testhooks: staged at the placeholder, nothing packed
         reps = _replacements(staging, plan)
         manifest = {
             "schema": schema_id("pack"),
@@ -90,6 +92,7 @@ def pack_env(
         from imagebuilder.install import packtar
 
         raw = packtar.write(staging, manifest, out)
+        kill_point("pack.written")  # testhooks: the pack is complete locally, not stored
         size = out.stat().st_size
         store.put_file(key, out)
     stats = {
