@@ -28,6 +28,7 @@ from imagebuilder.oci.image import Artifact, Descriptor, Layer, Platform, append
 from imagebuilder.oci.layer import Compression, Entry, entry_for, member_content, write_layer
 from imagebuilder.oci.plan import LayerGroup, PlanItem, Rules, check_collisions, plan_layers
 from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version, stage
+from imagebuilder.testhooks import kill_point
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LABEL = "dev.imgbuild"
@@ -168,6 +169,7 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
             t0 = time.perf_counter()
             staged = stage(env, pkgs, store, Path(tmp), pyc, say)
             timings["stage"] = time.perf_counter() - t0
+            kill_point("bake.staged")  # testhooks: packages staged, no layer written
             say(f"writing {len(missing)} layer(s)")
             jobs = max(1, min(opts.jobs, len(missing)))
             with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -217,6 +219,7 @@ def _build_layer(g: LayerGroup, key: str, staged, store, comp: Compression, epoc
     try:
         with out:
             blob = write_layer(entries, out, comp, epoch)
+        kill_point("bake.layer")  # testhooks: a layer blob complete in a temp file
         rec = layerindex.LayerRecord(
             key=key,
             blob=blob,

@@ -26,6 +26,7 @@ from imagebuilder.ids import sha256_json
 from imagebuilder.oci.layer import LAYER_FORMAT, Compression, LayerBlob
 from imagebuilder.records import check_schema, schema_id
 from imagebuilder.store.base import Store
+from imagebuilder.testhooks import kill_point
 
 
 def layer_key(
@@ -133,6 +134,7 @@ def put(store: Store, record: LayerRecord, tmp_blob: Path) -> LayerRecord:
             _link_into(store, key, tmp_blob)
         else:
             store.put_file(key, tmp_blob)
+    kill_point("bake.record")  # testhooks: the blob is stored, its layer record is not
     data = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":")).encode()
     if not store.put_bytes(record_key(record.key), data):
         existing = get(store, record.key)
