@@ -20,6 +20,7 @@ from pathlib import Path
 from imagebuilder.errors import BadInput, IntegrityError, NotFound, Unavailable
 from imagebuilder.oci.image import MT_INDEX, Artifact, BlobSource, Descriptor, ImageIndex
 from imagebuilder.oci.sink import Written
+from imagebuilder.testhooks import kill_point
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT = {"imageLayoutVersion": "1.0.0"}
@@ -83,6 +84,7 @@ def copy_blob(src: BlobSource, desc: Descriptor, dest: Path) -> int:
                 n += len(chunk)
             fout.flush()
             os.fsync(fout.fileno())
+        kill_point("layout.blob")  # testhooks: a blob complete under its temp name
         if "sha256:" + h.hexdigest() != desc.digest or n != desc.size:
             raise IntegrityError(
                 f"blob {desc.digest} read back as sha256:{h.hexdigest()} ({n} bytes)",
@@ -108,6 +110,7 @@ def _try_link(src: Path, tmp: Path, dest: Path) -> bool:
         os.link(src, tmp)
     except OSError:
         return False
+    kill_point("layout.blob")
     os.replace(tmp, dest)
     return True
 
@@ -156,6 +159,7 @@ class LayoutSink:
             for img in artifact.images:
                 write_bytes_blob(self.root, img.manifest, img.digest)
         write_bytes_blob(self.root, artifact.manifest, artifact.digest)
+        kill_point("layout.index")  # testhooks: every blob written, index.json not yet
         self._tag(artifact.descriptor, tags)
         return Written(
             self.name, artifact.digest, tuple(self.ref(t) for t in tags), n_blobs, copied
