@@ -24,6 +24,7 @@ from imagebuilder.registry.base_remote import RemoteBlob, client_for, is_insecur
 from imagebuilder.registry.client import RegistryClient
 from imagebuilder.registry.reference import Reference, parse_reference
 from imagebuilder.registry.upload import mount_blob, upload_blob
+from imagebuilder.testhooks import kill_point
 
 DEFAULT_JOBS = 6
 
@@ -82,12 +83,14 @@ class RegistrySink:
         self.stats = PushStats()
         if client.manifest_digest(self.repo, artifact.digest) is None:
             self._push_blobs(client, list(artifact.blobs()))
+            kill_point("push.manifest")  # testhooks: every blob uploaded, no manifest yet
             if isinstance(artifact, ImageIndex):
                 for img in artifact.images:
                     client.put_manifest(self.repo, img.digest, img.manifest, img.media_type)
             client.put_manifest(self.repo, artifact.digest, artifact.manifest, artifact.media_type)
         for tag in tags:
             if client.manifest_digest(self.repo, tag) != artifact.digest:
+                kill_point("push.tag")  # testhooks: manifest stored by digest, tag not moved
                 client.put_manifest(self.repo, tag, artifact.manifest, artifact.media_type)
         return Written(
             self.name,
@@ -122,6 +125,7 @@ class RegistrySink:
                 self._remember(desc.digest)
                 return
         sent = upload_blob(client, self.repo, desc.digest, desc.size, src.open)
+        kill_point("push.blob")  # testhooks: one blob uploaded (others may be in flight)
         self._count(uploaded=1, nbytes=sent)
         self._remember(desc.digest)
 

@@ -21,6 +21,7 @@ from urllib.parse import urljoin
 
 from imagebuilder.errors import ImgbuildError, IntegrityError, NotFound, Unavailable
 from imagebuilder.registry.client import RegistryClient, Retryable, push_scope
+from imagebuilder.testhooks import kill_point
 
 CHUNK_THRESHOLD = 64 * 1024 * 1024
 CHUNK_SIZE = 16 * 1024 * 1024
@@ -110,6 +111,7 @@ def _start(client: RegistryClient, repo: str) -> str:
 
 def _monolithic(client, repo, digest, size, opener) -> int:
     url = _start(client, repo)
+    kill_point("push.upload")  # testhooks: an upload session is open, no byte committed
     with opener() as f:
         body = HashingReader(f, size)
         try:
