@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,10 +60,21 @@ def sh(cmd, env=None, check=True) -> subprocess.CompletedProcess:
     return p
 
 
-def timed(cmds, env=None) -> float:
-    t0 = time.perf_counter()
+CPU: dict[int, float] = {}  # id(list of times) -> CPU seconds, filled by timed()
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmds, env=None, cpu: list | None = None) -> float:
+    """Wall seconds of running cmds one after the other; their CPU seconds go into cpu."""
+    c0, t0 = _children_cpu(), time.perf_counter()
     for c in cmds:
         sh(c, env)
+    if cpu is not None:
+        cpu.append(_children_cpu() - c0)
     return time.perf_counter() - t0
 
 
@@ -98,9 +110,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--big", action="store_true", help="add the ~400 MB data-science packages")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (for profiling)")
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-hydrate-"))
+    print(f"work folder {work}", file=sys.stderr)
     server = None
     try:
         channel = last_line(sh([PY, ROOT / "ci/channel/build.py"]))
@@ -136,7 +150,9 @@ def main() -> None:
         (work / "recs.json").write_text(json.dumps(recs))
         (work / "raw.py").write_text(RAW_RATTLER)
         whl = [store / "pkgs/pypi" / p["sha256"] / p["filename"] for p in wheels]
-        uv = shutil.which("uv") or "uv"
+        import uv as uv_pkg
+
+        uv = uv_pkg.find_uv_bin()  # the binary itself, not a shim in front of it
         raw_cache, uv_cache = work / "raw-cache", work / "uv-cache"
 
         def baseline(prefix: Path) -> list[list]:
@@ -157,9 +173,10 @@ def main() -> None:
         size_pack = size_pack.stat().st_size
 
         t_img, t_base, t_pk_w, t_pack_w, t_pk_c, t_pack_c = [], [], [], [], [], []
+        c_img, c_base = [], []
         for i in range(a.runs):
-            t_base.append(timed(baseline(work / f"b{i}")))
-            t_img.append(timed(create(work / f"i{i}"), env))
+            t_base.append(timed(baseline(work / f"b{i}"), cpu=c_base))
+            t_img.append(timed(create(work / f"i{i}"), env, cpu=c_img))
             t_pack_w.append(timed(create(work / f"pw{i}", "--from-pack"), env))
             cold = cli_env(work / f"cold-a{i}", store)
             t_pk_c.append(timed(create(work / f"pc{i}"), cold))
@@ -175,6 +192,11 @@ def main() -> None:
         print(f"  warm  raw rattler.install + uv pip --offline    {med(t_base):6.2f} s")
         ratio = med(t_img) / med(t_base)
         print(f"  ratio imgbuild / raw                            {ratio:6.2f}x  (goal <= 1.2x)")
+        cr = med(c_img) / med(c_base)
+        print(
+            f"  CPU seconds: imgbuild {med(c_img):.2f}, raw {med(c_base):.2f}, ratio {cr:.2f}x "
+            f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
         print(f"  warm  per package {med(t_pk_w):6.2f} s   from pack {med(t_pack_w):6.2f} s")
         print(f"  cold  per package {med(t_pk_c):6.2f} s   from pack {med(t_pack_c):6.2f} s")
         faster = "pack" if med(t_pack_c) < med(t_pk_c) else "per package"
@@ -182,7 +204,8 @@ def main() -> None:
     finally:
         if server is not None:
             server.terminate()
-        shutil.rmtree(work, ignore_errors=True)
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
     sys.stdout.flush()
     os._exit(0)
 

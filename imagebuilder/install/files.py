@@ -87,11 +87,11 @@ def gather(
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fetch") as pool:
         paths = _all(pool, one, jobs_list)
     conda, wheels = [], []
-    for (pkg, _, _), path in zip(jobs_list, paths, strict=True):
+    for (pkg, _, sha), path in zip(jobs_list, paths, strict=True):
         if pkg.kind == CONDA:
             conda.append(CondaItem.from_package(pkg, path))
         else:
-            wheels.append(WheelItem(pkg.name, str(path)))
+            wheels.append(WheelItem(pkg.name, str(path), sha))
     return conda, wheels
 
 

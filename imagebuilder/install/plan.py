@@ -75,13 +75,14 @@ class CondaItem:
 class WheelItem:
     name: str  # distribution name, for messages
     path: str  # verified wheel on this machine
+    sha256: str | None = None  # of the wheel (keys its unpacked copy; hashed when missing)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "path": self.path}
+        return {"name": self.name, "path": self.path, "sha256": self.sha256}
 
     @classmethod
     def from_json(cls, d: dict) -> WheelItem:
-        return cls(d["name"], d["path"])
+        return cls(d["name"], d["path"], d.get("sha256"))
 
 
 @dataclass(frozen=True)

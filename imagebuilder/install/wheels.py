@@ -1,11 +1,10 @@
-"""Wheels into a folder with the `installer` library (pure Python, no interpreter of the target
-needed, so it also stages images for other platforms).
+"""Wheels into a folder: unpacked once by the `installer` library (pure Python, nothing of the
+target runs, so it also stages images for other platforms), then hardlinked (wheelcache.py).
 
 Files go under plan.staging; script shebangs name plan.python (default <prefix>/bin/python),
 the interpreter at the env's final place. Measured against `uv pip install --offline --no-deps`
-(docs/hydrate.md): for the small and medium wheel sets of a task env it is as fast in-process
-(no second process, no interpreter query) and it is the only one of the two that can write
-shebangs for a prefix other than the one it installs into.
+(docs/hydrate.md): as fast or faster in-process (no second process, no interpreter query), and
+the only one of the two that writes shebangs for a prefix other than the one it installs into.
 """
 
 from __future__ import annotations
@@ -32,10 +31,10 @@ def site_packages_of(plan: InstallPlan) -> str | None:
 
 
 def install(plan: InstallPlan, site: str | None) -> None:
-    from installer import install as install_wheel
-    from installer.destinations import SchemeDictionaryDestination
     from installer.exceptions import InstallerError
-    from installer.sources import WheelFile
+
+    from imagebuilder.install import wheelcache
+    from imagebuilder.store.localcache import cache_root
 
     if site is None:
         raise BadInput(
@@ -43,20 +42,11 @@ def install(plan: InstallPlan, site: str | None) -> None:
             "add python to the conda specs, or create it with --python PATH",
         )
     root = Path(plan.staging)
-    version_dir = Path(site).parent.name  # python3.11
-    scheme = {
-        "purelib": str(root / site),
-        "platlib": str(root / site),
-        "headers": str(root / "include" / version_dir),
-        "scripts": str(root / "bin"),
-        "data": str(root),
-    }
     python = plan.python or os.path.join(plan.prefix, "bin", "python")
-    destination = SchemeDictionaryDestination(scheme, python, "posix")
     for item in plan.wheels:
         try:
-            with WheelFile.open(item.path) as source:
-                install_wheel(source, destination, {"INSTALLER": b"imgbuild\n"})
+            tree, scripts = wheelcache.unpacked(Path(item.path), item.sha256, site, cache_root())
+            wheelcache.link_into(tree, scripts, root, python)
         except FileExistsError as e:
             raise Conflict(
                 f"wheel {Path(item.path).name} would overwrite {_rel(e.filename, root)}, "

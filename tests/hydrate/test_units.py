@@ -209,3 +209,63 @@ def test_prefix_states(tmp_path):
     with pytest.raises(Conflict):
         pfx.check_target(p, other, False)
     assert pfx.check_target(p, other, True) is False
+
+
+def _wheel(path: Path) -> Path:
+    """A tiny real wheel with a module, a console script and a data file."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "tw/__init__.py": b"def main():\n    print('tw ran')\n",
+        "tw-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tw\nVersion: 1.0\n",
+        "tw-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tw-1.0.dist-info/entry_points.txt": b"[console_scripts]\ntw = tw:main\n",
+        "tw-1.0.data/data/share/tw/readme.txt": b"data\n",
+    }
+    rows = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rows.append(f"{name},sha256={digest},{len(data)}")
+    rows.append("tw-1.0.dist-info/RECORD,,")
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        z.writestr("tw-1.0.dist-info/RECORD", "\n".join(rows) + "\n")
+    return path
+
+
+def test_wheel_cache_links_and_writes_scripts(tmp_path):
+    import base64
+    import csv
+    import hashlib
+
+    from imagebuilder.install import wheelcache
+
+    whl = _wheel(tmp_path / "tw-1.0-py3-none-any.whl")
+    site = "lib/python3.11/site-packages"
+    tree, scripts = wheelcache.unpacked(whl, None, site, tmp_path / "cache")
+    assert scripts == ["bin/tw"]
+    meta = tree.parent / wheelcache.META
+    stamp = meta.stat().st_mtime_ns
+    for n, python in enumerate(["/envs/a/bin/python", "/" + "p" * 140 + "/bin/python"]):
+        dest = tmp_path / f"env{n}"
+        again = wheelcache.unpacked(whl, None, site, tmp_path / "cache")
+        assert again == (tree, scripts) and meta.stat().st_mtime_ns == stamp  # built once
+        wheelcache.link_into(tree, scripts, dest, python)
+        module = dest / site / "tw" / "__init__.py"
+        assert module.stat().st_nlink >= 2  # a hardlink into the cache
+        script = (dest / "bin" / "tw").read_bytes()
+        assert python.encode() in script and wheelcache.PLACEHOLDER.encode() not in script
+        assert (dest / "share/tw/readme.txt").read_text() == "data\n"
+        record = dest / site / "tw-1.0.dist-info" / "RECORD"
+        for row in csv.reader(record.open()):
+            if row[1]:
+                data = (dest / site / row[0]).resolve().read_bytes()
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+                assert row[1] == "sha256=" + digest.decode(), row
+    (tmp_path / "env2" / site / "tw").mkdir(parents=True)
+    (tmp_path / "env2" / site / "tw" / "__init__.py").write_text("conda's")
+    with pytest.raises(FileExistsError):
+        wheelcache.link_into(tree, scripts, tmp_path / "env2", "/x/bin/python")
