@@ -137,10 +137,18 @@ def pytest_sessionfinish(session, exitstatus):
 # --------------------------------------------------------------------------- runners
 
 
-@pytest.fixture
-def runner(imgbuild):
-    """runner(folder) -> an ImgbuildRunner with HOME and store in that folder."""
-    cls = type(imgbuild)
+def _root_conftest(config):
+    for plugin in config.pluginmanager.get_plugins():
+        if Path(getattr(plugin, "__file__", "") or "-").resolve() == ROOT / "tests" / "conftest.py":
+            return plugin
+    raise RuntimeError("tests/conftest.py is not loaded")
+
+
+@pytest.fixture(scope="session")
+def runner(request):
+    """runner(folder) -> tests/conftest.py's ImgbuildRunner with HOME and store in that folder
+    (session scope: module fixtures seed stores with it too)."""
+    cls = _root_conftest(request.config).ImgbuildRunner
 
     def make(folder: Path):
         folder.mkdir(parents=True, exist_ok=True)

@@ -173,7 +173,7 @@ def store_objects_match_keys(root: Path) -> list[str]:
     keys. Returns problems."""
     root = Path(root)
     problems = []
-    for base, depth in (("pkgs", 2), ("blobs", 1)):
+    for base, depth in (("pkgs", 2), ("blobs", 2)):
         top = root / base
         if not top.exists():
             continue
