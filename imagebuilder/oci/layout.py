@@ -132,6 +132,35 @@ def _atomic_write(dest: Path, data: bytes) -> None:
     os.replace(tmp, dest)
 
 
+def sweep_dead_temps(root: Path) -> int:
+    """Remove the temp files (`.<name>.<pid>.tmp`) of writers that were killed mid-write, at the
+    top of the layout and among the blobs, so blobs/sha256 holds only complete blobs. Only
+    temps whose process is gone (a live writer's file is never touched)."""
+    removed = 0
+    for d in (root, root / "blobs" / "sha256"):
+        try:
+            names = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for n in names:
+            pid = n[: -len(".tmp")].rsplit(".", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                with suppress(FileNotFoundError):
+                    (d / n).unlink()
+                    removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LayoutSink:
     def __init__(self, path: str | os.PathLike, extra_tag: str | None = None) -> None:
         self.root = Path(path).expanduser().absolute()
@@ -147,6 +176,7 @@ class LayoutSink:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise Unavailable(f"cannot create {self.root}: {e.strerror}") from None
+        sweep_dead_temps(self.root)  # what an earlier, killed write left behind
         if not (self.root / "oci-layout").exists():
             _atomic_write(self.root / "oci-layout", json.dumps(LAYOUT).encode())
         copied = n_blobs = 0
