@@ -246,3 +246,31 @@ def test_hostile_cases_cover_the_issue(hostile):
     ):  # fmt: skip
         assert want in ids, want
     assert len(ids) >= 40
+
+
+def test_hostile_packs_refused(hostile, runner, tmp_path, record):
+    """A pack planted in the store (members and the manifest's files to relocate aiming at the
+    sentinel) is refused by `imgbuild create --from-pack`: exit 6, nothing outside."""
+    from hostile_packs import cases, plant_pack
+
+    sentinel_before = snapshot(hostile.sentinel)
+
+    def one(case: str) -> str | None:
+        d = tmp_path / f"pack-{case}"
+        run = runner(d)
+        full = plant_pack(run.store, case, hostile.sentinel)
+        before = snapshot(d)
+        r = run("create", full, "--prefix", d / "prefix", "--from-pack", "--json", expect=None)
+        problems = []
+        bad = clean_failure(r, 6, ["pack", cases(hostile.sentinel)[case][2]])
+        if bad:
+            problems.append(bad)
+        allowed = [".prefix.imgbuild-lock", "store/.locks", "home/.imgbuild/cache/tmp"]
+        problems += _after(d, before, allowed, hostile.sentinel, sentinel_before)
+        if (d / "prefix").exists():
+            problems.append("the prefix exists after a refused pack")
+        return "\n".join(problems) or None
+
+    run_table(
+        record, CATEGORY, one, sorted(cases(hostile.sentinel)), name=lambda c: f"hydrate:pack:{c}"
+    )
