@@ -62,6 +62,11 @@ if [[ -f "$stamp" ]] && "$PY" -c 'import imagebuilder, pytest, boto3, docker, xd
     && [[ "$("$PY" -c 'import imagebuilder, os; print(os.path.dirname(os.path.dirname(os.path.realpath(imagebuilder.__file__))))')" == "$PWD" ]]; then
   echo "install: python packages up to date ($PY)"
 else
+  # pip >= 24.2 verifies TLS through truststore (honours SSL_CERT_FILE, as the index tests expect)
+  if ! "$PY" -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (24, 2))'; then
+    echo "install: upgrading pip in $PY"
+    "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -U 'pip>=24.2'
+  fi
   echo "install: pip install -e '.[test]' ($PY)"
   if ! "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]' \
       > ci/cache/pip.log 2>&1; then
