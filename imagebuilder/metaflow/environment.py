@@ -153,21 +153,36 @@ class CondaEnvironment(MetaflowEnvironment):
         step = next((s for s in self.flow if s.name == step_name), None)
         if step is None:
             return None
+        flow_req = self.flow_request()
         try:
-            flow_parts = [
-                d.part()
-                for name, decos in self.flow._flow_decorators.items()
-                if name in FLOW_REQUIREMENT_NAMES
-                for d in decos
-            ]
             step_parts = [d.part(step_name) for d in step.decorators if d.name in REQUIREMENT_NAMES]
-            req = combine(flow_parts, step_parts)
+            req = combine(flow_req, step_parts)
         except ImgbuildError as e:
             if f"step {step_name}" not in e.message:
                 e.message = f"step {step_name}: {e.message}"
             raise _error(e) from None
         self._requests[step_name] = None if (req.is_disabled or req.is_empty) else req
         return self._requests[step_name]
+
+    def flow_request(self):
+        """The flow-level decorators merged (a conflict among them names the flow)."""
+        if "\0flow" not in self._requests:
+            from imagebuilder.errors import ImgbuildError
+            from imagebuilder.metaflow.requirements import merge_parts
+
+            try:
+                self._requests["\0flow"] = merge_parts(
+                    [
+                        d.part()
+                        for name, decos in self.flow._flow_decorators.items()
+                        if name in FLOW_REQUIREMENT_NAMES
+                        for d in decos
+                    ]
+                )
+            except ImgbuildError as e:
+                e.message = f"flow {self.flow.name}: {e.message}"
+                raise _error(e) from None
+        return self._requests["\0flow"]
 
     def targets(self, only_steps=None):
         from imagebuilder.metaflow.plan import Target

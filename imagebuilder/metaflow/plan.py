@@ -122,7 +122,7 @@ def _named_envs(targets: list[Target], settings: Settings) -> dict[str, StepEnv]
     if not targets:
         return {}
     from imagebuilder.catalog import find_envs
-    from imagebuilder.ids import parse_env_ref
+    from imagebuilder.ids import AliasRef, parse_env_ref
 
     store = _open_store(settings)
     out = {}
@@ -138,11 +138,14 @@ def _named_envs(targets: list[Target], settings: Settings) -> dict[str, StepEnv]
         try:
             found = find_envs(store, ref)
         except NotFound as e:
+            make = (
+                f"make it with `imgbuild resolve ... --alias {ref_text}` (`imgbuild ls` lists "
+                f"what the store {settings.store} holds)"
+                if isinstance(ref, AliasRef)
+                else e.hint
+            )
             raise StepError(
-                f"step {t.step} ({where}): {e.message}",
-                e.hint or "create it with `imgbuild resolve ... --alias NAME`",
-                e.kind,
-                e.exit_code,
+                f"step {t.step} ({where}): {e.message}", make, e.kind, e.exit_code
             ) from None
         except ImgbuildError as e:
             raise _fail(e, [t]) from None

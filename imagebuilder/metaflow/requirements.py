@@ -215,15 +215,18 @@ def _union(a, b):
     return tuple(a) + tuple(x for x in b if x[0] not in seen)
 
 
-def combine(flow_parts: list[Part], step_parts: list[Part]) -> Request:
-    """The request of one step from its flow's and its own decorators' parts."""
-    flow = Request()
-    for p in flow_parts:
-        flow = merge_strict(flow, from_part(p))
-    step = Request()
-    for p in step_parts:
-        step = merge_strict(step, from_part(p))
-    return override(flow, step)
+def merge_parts(parts: list[Part]) -> Request:
+    """Decorators of one level (the flow's bases, or one step's) merged strictly."""
+    out = Request()
+    for p in parts:
+        out = merge_strict(out, from_part(p))
+    return out
+
+
+def combine(flow_parts: list[Part] | Request, step_parts: list[Part]) -> Request:
+    """The request of one step from its flow's (parts, or already merged) and its own."""
+    flow = flow_parts if isinstance(flow_parts, Request) else merge_parts(flow_parts)
+    return override(flow, merge_parts(step_parts))
 
 
 # --- to an EnvSpec ------------------------------------------------------------------------------
