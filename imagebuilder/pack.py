@@ -162,5 +162,8 @@ def unpack(
             "remove it from the store and run `imgbuild pack` again",
         )
     reps = [Replacement.from_json(r) for r in manifest["replacements"]]
-    relocate.apply(str(staging), reps, prefix)
+    try:
+        relocate.apply(str(staging), reps, prefix)
+    except IntegrityError as e:
+        raise IntegrityError(f"refusing pack {key}: {e.message}", e.hint) from None
     return manifest

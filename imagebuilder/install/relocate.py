@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from imagebuilder.errors import BadInput
+from imagebuilder.errors import BadInput, IntegrityError
 
 SHEBANG_MAX = 127
 
@@ -80,10 +80,27 @@ def replace_binary(data: bytes, old: bytes, new: bytes, where: str = "") -> byte
 
 
 def apply(root: str, reps: list[Replacement], new_prefix: str) -> None:
-    """Rewrite each listed file under root in place (mode and links preserved)."""
+    """Rewrite each listed file under root in place (mode and links preserved). The list comes
+    from a pack's manifest: a path that is absolute, climbs with `..` or resolves outside root
+    through a symlink is refused (IntegrityError), never followed."""
     new = new_prefix.encode()
+    real_root = os.path.realpath(root)
     for r in reps:
+        parts = r.path.split("/")
         path = os.path.join(root, r.path)
+        real = os.path.realpath(path)
+        if (
+            not r.path
+            or os.path.isabs(r.path)
+            or ".." in parts
+            or "\0" in r.path
+            or not real.startswith(real_root + os.sep)
+        ):
+            raise IntegrityError(
+                f"file to relocate {r.path!r} is outside the prefix",
+                "the pack is corrupt or hostile; remove it from the store and run "
+                "`imgbuild pack` again",
+            )
         if os.path.islink(path) or not os.path.isfile(path):
             continue
         with open(path, "rb") as f:
