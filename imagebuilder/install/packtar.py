@@ -97,6 +97,7 @@ def read(path: Path, dest: Path) -> dict:
                         manifest = json.loads(tar.extractfile(m).read())
                         continue
                     ex.extract(tar, m)
+                ex.check_links()
     except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError) as e:
         raise IntegrityError(
             f"pack {path.name} is damaged: {e}",
@@ -137,7 +138,7 @@ class _Extractor:
 
         self.dest, self.pack = str(dest), pack
         self.dirs: set[str] = {""}
-        self.links: set[str] = set()
+        self.links: dict[str, str] = {}  # symlink -> its target
         self.names: set[str] = set()
         self.pool = ThreadPoolExecutor(self.JOBS, thread_name_prefix="unpack")
         self.pending: deque = deque()
@@ -197,10 +198,33 @@ class _Extractor:
             if os.path.isabs(link) or resolved == ".." or resolved.startswith("../"):
                 raise _bad(self.pack, name, f"links outside the prefix ({link})")
             self._mkdirs(parent)
-            self.links.add(name)
+            self.links[name] = link
             os.symlink(link, target)
         else:
             raise _bad(self.pack, name, "is not a file, folder or symlink")
+
+    def check_links(self) -> None:
+        """After the last member: every symlink, followed through the others, stays inside
+        (each one alone may look inside: `a -> ..` then `b -> a/..` climbs out when followed)."""
+        for name, target in sorted(self.links.items()):
+            stack, todo, hops = name.split("/")[:-1], target.split("/"), 0
+            while todo:
+                comp = todo.pop(0)
+                if comp in ("", "."):
+                    continue
+                if comp == "..":
+                    if not stack:
+                        raise _bad(self.pack, name, f"links outside the prefix ({target})")
+                    stack.pop()
+                    continue
+                stack.append(comp)
+                nxt = self.links.get("/".join(stack))
+                if nxt is not None:
+                    hops += 1
+                    if hops > 40 or nxt.startswith("/"):
+                        raise _bad(self.pack, name, f"links outside the prefix ({target})")
+                    stack.pop()
+                    todo = nxt.split("/") + todo
 
     def _drain(self, limit: int) -> None:
         while self.pending and (self.inflight > limit or self.pending[0][0].done()):
