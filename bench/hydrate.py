@@ -106,6 +106,40 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def runtime_wheels() -> Path:
+    """This imgbuild's runtime wheels for linux-64 / cp3XY (pip download, cached in ci/cache)."""
+    from importlib.metadata import version
+
+    from imagebuilder.runtime import DISTS
+
+    out = ROOT / "ci/cache/runtime-wheels"
+    pins = [f"{d}=={version(d)}" for d in DISTS]
+    names = [p.replace("-", "_").replace("==", "-") for p in pins]
+    have = [f.name for f in out.glob("*.whl")] if out.is_dir() else []
+    if not all(any(h.startswith(n) for h in have) for n in names):
+        xy = f"{sys.version_info.major}.{sys.version_info.minor}"
+        sh([PY, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:"]
+           + ["--python-version", xy, "--platform", "manylinux2014_x86_64", "-d", out, *pins])  # fmt: skip
+    return out
+
+
+def rig_s3() -> dict | None:
+    """Store env for an S3 store on the rig's seaweedfs (IMGBUILD_RIG_ENV), else None."""
+    path = os.environ.get("IMGBUILD_RIG_ENV")
+    if not path or not Path(path).is_file():
+        return None
+    rig = dict(ln.split("=", 1) for ln in Path(path).read_text().splitlines() if "=" in ln)
+    url = f"s3://{rig['IMGBUILD_RIG_S3_BUCKET']}/bench-hydrate-{os.getpid()}-{int(time.time())}"
+    return {
+        "IMGBUILD_STORE": url,
+        "IMGBUILD_S3_ENDPOINT_URL": rig["IMGBUILD_RIG_S3_ENDPOINT"],
+        "AWS_ACCESS_KEY_ID": rig["IMGBUILD_RIG_S3_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": rig["IMGBUILD_RIG_S3_SECRET_KEY"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -133,6 +167,18 @@ def main() -> None:
         for r in PYPI:
             args += ["--pypi", r]
         resolved = json.loads(sh([PY, "-m", "imagebuilder", *args], env).stdout)
+        # the store remote tasks read: S3 on the rig when there is one, else a local folder;
+        # with the bootstrap runtime cached by cache_env, from local wheels
+        task = rig_s3() or {"IMGBUILD_STORE": str(work / "task-store")}
+        task_env = {
+            **cli_env(work / "task-home", store),
+            **task,
+            "IMGBUILD_RUNTIME_CACHE": "1",
+            "IMGBUILD_RUNTIME_PYTHONS": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "IMGBUILD_RUNTIME_FIND_LINKS": str(runtime_wheels()),
+            "IMGBUILD_RUNTIME_INDEX_URL": index_url,
+        }
+        sh([PY, "-m", "imagebuilder", *args], task_env)
         server.terminate()
         server = None
         ref = f"{resolved['req_id']}:{resolved['full_id']}"
@@ -169,12 +215,25 @@ def main() -> None:
         timed(baseline(work / "warm-b"))
         timed(create(work / "warm-i"), env)
         sh([PY, "-m", "imagebuilder", "pack", ref, "-q"], env)
+        sh([PY, "-m", "imagebuilder", "pack", ref, "-q"], task_env)
+
+        def boot(prefix: Path, home_dir: Path, *flags) -> tuple[list[list], dict]:
+            e = {**task_env, "HOME": str(home_dir), "PYTHONPATH": str(ROOT)}
+            e.pop("IMGBUILD_RUNTIME_CACHE", None)
+            cmd = [PY, "-S", "-m", "imagebuilder.bootstrap", ref, prefix, *flags]
+            return [cmd], e
+
         size_env, size_pack = du(work / "warm-i"), next((store / "packs").rglob("*.tar.zst"))
         size_pack = size_pack.stat().st_size
 
         t_img, t_base, t_pk_w, t_pack_w, t_pk_c, t_pack_c = [], [], [], [], [], []
         c_img, c_base = [], []
+        t_boot_pk, t_boot_pack = [], []
         for i in range(a.runs):
+            cmds, e = boot(work / f"bp{i}", work / f"boot-a{i}", "--no-pack")
+            t_boot_pk.append(timed(cmds, e))
+            cmds, e = boot(work / f"bk{i}", work / f"boot-b{i}")
+            t_boot_pack.append(timed(cmds, e))
             t_base.append(timed(baseline(work / f"b{i}"), cpu=c_base))
             t_img.append(timed(create(work / f"i{i}"), env, cpu=c_img))
             t_pack_w.append(timed(create(work / f"pw{i}", "--from-pack"), env))
@@ -182,7 +241,15 @@ def main() -> None:
             t_pk_c.append(timed(create(work / f"pc{i}"), cold))
             cold = cli_env(work / f"cold-b{i}", store)
             t_pack_c.append(timed(create(work / f"kc{i}", "--from-pack"), cold))
-            for d in (f"b{i}", f"i{i}", f"pw{i}", f"pc{i}", f"kc{i}", f"cold-a{i}", f"cold-b{i}"):
+            for d in (
+                f"b{i}",
+                f"i{i}",
+                f"pw{i}",
+                f"pc{i}",
+                f"kc{i}",
+                f"cold-a{i}",
+                f"cold-b{i}",
+            ) + (f"bp{i}", f"bk{i}", f"boot-a{i}", f"boot-b{i}"):
                 shutil.rmtree(work / d, ignore_errors=True)
         t_pk_w = t_img
 
@@ -199,8 +266,15 @@ def main() -> None:
         )
         print(f"  warm  per package {med(t_pk_w):6.2f} s   from pack {med(t_pack_w):6.2f} s")
         print(f"  cold  per package {med(t_pk_c):6.2f} s   from pack {med(t_pack_c):6.2f} s")
-        faster = "pack" if med(t_pack_c) < med(t_pk_c) else "per package"
-        print(f"  cold start (remote task): {faster} is faster")
+        where = (
+            "S3 (rig seaweedfs)" if task_env["IMGBUILD_STORE"].startswith("s3://") else "a folder"
+        )
+        print(
+            f"  task start (bootstrap, python -S, fresh HOME, store in {where}, runtime from the "
+            f"store):\n        per package {med(t_boot_pk):6.2f} s   from pack {med(t_boot_pack):6.2f} s"
+        )
+        faster = "pack" if med(t_boot_pack) < med(t_boot_pk) else "per package"
+        print(f"  cold task start: {faster} is faster")
     finally:
         if server is not None:
             server.terminate()
