@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from relhelp import oci_layout_problems, registry_problems, run_table
+from relhelp import consistency, open_any, run_table
 
 CATEGORY = "crash points"
 REPO = "rel/crash"
@@ -127,108 +127,6 @@ def copy_store(src: Path, dst: Path) -> None:
     shutil.copytree(
         src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".locks", ".tmp")
     )
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def open_any(url: str):
-    from imagebuilder.config import load_config
-    from imagebuilder.store import open_store
-
-    return open_store(
-        url, load_config(flags={"s3_endpoint_url": os.environ.get("IMGBUILD_S3_ENDPOINT_URL")})
-    )
-
-
-def store_problems(store) -> list[str]:
-    """Content-addressed objects hash to their keys; no temp names; layer records name present
-    blobs; packs are complete archives."""
-    import zstandard
-
-    from imagebuilder.store.verify import hash_object
-
-    problems = []
-    for top, idx in (("pkgs/", 2), ("blobs/", 2)):
-        for key in store.list(top):
-            parts = key.split("/")
-            if any(p.startswith(".") or p.endswith((".tmp", ".part")) for p in parts):
-                problems.append(f"temp object visible: {key}")
-                continue
-            got, _ = hash_object(store, key)
-            if len(parts) <= idx or got != parts[idx]:
-                problems.append(f"{key} hashes to {got}: partial or damaged")
-    for key in store.list("layers/"):
-        try:
-            rec = json.loads(store.get_bytes(key))
-            blob = "blobs/" + rec["digest"].replace(":", "/")
-        except (ValueError, KeyError) as e:
-            problems.append(f"layer record {key} unreadable: {e}")
-            continue
-        if not store.exists(blob):
-            problems.append(f"layer record {key} names missing {blob}")
-    for key in store.list("packs/"):
-        if not key.endswith(".tar.zst"):
-            problems.append(f"temp object visible: {key}")
-            continue
-        try:
-            data = store.get_bytes(key)
-            raw = zstandard.ZstdDecompressor().stream_reader(data).read()
-            if b".imgbuild-pack.json" not in raw[:4096]:
-                problems.append(f"pack {key} has no manifest first")
-        except zstandard.ZstdError as e:
-            problems.append(f"pack {key} is not a complete zstd stream: {e}")
-    for key in store.list("envs/"):
-        if not key.endswith(".json"):
-            problems.append(f"temp object visible: {key}")
-    return problems
-
-
-def referenced(store) -> set[str]:
-    from imagebuilder.store import envs as envs_mod
-    from imagebuilder.store.verify import package_keys
-
-    keys: set[str] = set()
-    for k in envs_mod.env_keys(store):
-        keys |= set(package_keys(envs_mod.read_env(store, k)))
-    return keys
-
-
-def consistency(run, url: str, extra: dict, sink: str | None, cli: bool = True) -> list[str]:
-    """The checks above; `cli`: verify and gc through `imgbuild` (else the same functions in
-    this process, to save two interpreter starts after a rerun)."""
-    problems = []
-    store = open_any(url)
-    if cli:
-        v = run("verify", "--json", "--store", url, env=extra, expect=None)
-        if v.returncode != 0:
-            problems.append(f"verify exit {v.returncode}: {v.stdout[-800:]} {v.stderr[-800:]}")
-        g = run("gc", "--dry-run", "--grace", "0", "--json", "--store", url, env=extra, expect=None)
-        if g.returncode != 0:
-            problems.append(f"gc --dry-run exit {g.returncode}: {g.stderr[-800:]}")
-            removed: set[str] = set()
-        else:
-            removed = {o["key"] for o in g.json()["removed"]}
-    else:
-        from imagebuilder.store.gc import gc
-        from imagebuilder.store.verify import verify_store
-
-        rep = verify_store(store)
-        if not rep.ok:
-            problems.append(f"verify: {rep.to_json()['problems']}")
-        removed = {o.key for o in gc(store, 0, dry_run=True).removed}
-    wrong = sorted(
-        k for k in removed if k in referenced(store) or k.startswith(("envs/", "aliases/"))
-    )
-    if wrong:
-        problems.append(f"gc would remove referenced objects: {wrong}")
-    problems += store_problems(store)
-    if sink and sink.startswith("oci:"):
-        problems += oci_layout_problems(Path(sink[4:]))
-    elif sink:
-        host, repo = sink.split("/", 1)
-        problems += registry_problems(host, repo)
-    return problems
 
 
 # --------------------------------------------------------------------------- the test
