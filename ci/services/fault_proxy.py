@@ -1,0 +1,121 @@
+"""A fault-injecting HTTP proxy on 127.0.0.1 for S3, registries, channels and indexes (issue 10).
+
+It extends registry_proxy.Proxy (same rules, counters and `seen` log; the Host header is
+forwarded unchanged, so SigV4 signatures and registry Location URLs stay valid) with faults
+that happen on the way back, after the upstream server has acted:
+
+    Rule(method, path_regex, action, times)   # times=-1: every match
+    action: "drop"          close before forwarding (the request never reaches the server)
+            "<status>[:body]" answer that status instead of the server (e.g. "503")
+            "drop-after"    forward, then close without answering (applied, but unknown
+                            to the client: a retried write-once PUT meets its own object)
+            "reset"         forward, send the status line and headers, close (no body)
+            "truncate"      forward, send the full Content-Length but half the body, close
+            "slow:<secs>"   forward, then dribble the body out over <secs> seconds
+
+    p = FaultProxy("127.0.0.1:9000").start(); p.rules.append(Rule("PUT", r"/pkgs/", "503", 2))
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from http.server import BaseHTTPRequestHandler
+
+try:
+    from ci.services.registry_proxy import Proxy, Rule, _read_body
+except ImportError:  # imported as `services.fault_proxy` (ci/ on sys.path)
+    from services.registry_proxy import Proxy, Rule, _read_body  # type: ignore[no-redef]
+
+__all__ = ["FaultProxy", "Rule"]
+
+_AFTER = ("drop-after", "reset", "truncate")
+
+
+class FaultProxy(Proxy):
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = _read_body(h)
+        with self._lock:
+            rule = next((r for r in self.rules if r.matches(h.command, h.path)), None)
+            if rule:
+                rule.hits += 1
+        action = rule.action if rule else ""
+        if action == "drop":
+            self._record(h, 0, len(body))
+            self._close(h)
+            return
+        if action and action[0].isdigit():
+            status, _, text = action.partition(":")
+            payload = text.encode()
+            self._record(h, int(status), len(body))
+            h.send_response(int(status))
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+            return
+        try:
+            status, headers, data = self._forward(h, body)
+        except OSError:
+            self._record(h, 0, len(body))
+            self._close(h)
+            return
+        self._record(h, status, len(body))
+        if action == "drop-after":
+            self._close(h)
+            return
+        h.send_response(status)
+        for k, v in headers:
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                h.send_header(k, v)
+        length = dict((k.lower(), v) for k, v in headers).get("content-length")
+        h.send_header("Content-Length", (length or "0") if h.command == "HEAD" else str(len(data)))
+        if action in _AFTER:
+            h.send_header("Connection", "close")
+        h.end_headers()
+        if h.command == "HEAD" or action == "reset":
+            if action == "reset":
+                self._close(h)
+            return
+        if action == "truncate":
+            h.wfile.write(data[: len(data) // 2])
+            h.wfile.flush()
+            self._close(h)
+            return
+        if action.startswith("slow:"):
+            secs = float(action.split(":", 1)[1])
+            steps = 10
+            step = max(1, -(-len(data) // steps))
+            for i in range(0, len(data), step):
+                h.wfile.write(data[i : i + step])
+                h.wfile.flush()
+                time.sleep(secs / steps)
+            return
+        h.wfile.write(data)
+
+    def _forward(self, h: BaseHTTPRequestHandler, body: bytes):
+        conn = http.client.HTTPConnection(self.upstream, timeout=120)
+        headers = {k: v for k, v in h.headers.items() if k.lower() != "transfer-encoding"}
+        headers["Content-Length"] = str(len(body))
+        try:
+            conn.request(h.command, h.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, resp.getheaders(), data
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _close(h: BaseHTTPRequestHandler) -> None:
+        h.close_connection = True
+        try:
+            h.wfile.flush()
+            h.connection.shutdown(2)
+        except OSError:
+            pass
+
+    def hits(self) -> int:
+        """How many requests a rule acted on (a scenario whose fault never fired proves
+        nothing)."""
+        with self._lock:
+            return sum(r.hits for r in self.rules)
