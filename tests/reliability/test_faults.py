@@ -140,7 +140,7 @@ SCENARIOS = [
         "cache",
         (("GET", PKG, "truncate", -1),),
         False,
-        ("could not download", "truncated"),
+        ("could not download", "imgb-cli"),
     ),  # fmt: skip
 ]
 
