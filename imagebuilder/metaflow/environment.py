@@ -62,6 +62,11 @@ class CondaEnvironment(MetaflowEnvironment):
 
     def init_environment(self, echo, only_steps=None):
         if self._plan is None:
+            from imagebuilder.metaflow.compat import version_warning
+
+            warning = version_warning()
+            if warning and echo:
+                echo(f"warning: {warning}")
             self._plan = self.make_plan(echo, only_steps)
 
     def executable(self, step_name, default=None):

@@ -20,7 +20,15 @@ from imagebuilder.errors import BadInput, ImgbuildError, NotFound
 from imagebuilder.metaflow.requirements import Request, to_spec
 from imagebuilder.metaflow.settings import Settings
 
-PARALLEL = int(os.environ.get("IMGBUILD_MF_JOBS", "4"))
+
+def _jobs() -> int:
+    try:
+        return max(1, int(os.environ.get("IMGBUILD_MF_JOBS", "4")))
+    except ValueError:
+        return 4
+
+
+PARALLEL = _jobs()
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,11 @@ def remote(rig, shared) -> dict:
                 work, "three_step.py", "argo-workflows", "create", "--only-json", env=generic
             )
             out["argo_plain"], out["argo_plain_stderr"] = plain.json(), plain.stderr
+            flows.workdir("work", flow="fetch_at_exec.py")
+            fetch = flows.flow(
+                work, "fetch_at_exec.py", "argo-workflows", "create", "--only-json", env=baked_env
+            )
+            out["argo_fetch"], out["argo_fetch_stderr"] = fetch.json(), fetch.stderr
         finally:
             moto.terminate()
             moto.wait(10)
@@ -290,6 +295,21 @@ def test_argo_without_registry_hydrates_at_task_start(remote, rig):
         ), command
         assert "$IMGBUILD_PYTHON three_step.py" in command
     assert "Baking" not in remote["argo_plain_stderr"]
+
+
+def test_fetch_at_exec_looks_the_alias_up_at_task_start(remote, rig):
+    templates = _templates(remote["argo_fetch"])
+    start, end = templates["start"]["container"], templates["end"]["container"]
+    assert "@sha256:" not in start["image"]  # nothing baked for it, even with a registry
+    assert (
+        f"python -m imagebuilder.bootstrap {ALIAS} /tmp/imgbuild/envs/fetched-mf-test_remote_v1 "
+        in start["command"][-1]
+    ), start["command"][-1]
+    assert "$IMGBUILD_PYTHON fetch_at_exec.py" in start["command"][-1]
+    # a step without imgbuild decorators is left as Metaflow makes it
+    assert "imagebuilder" not in end["command"][-1] and "IMGBUILD" not in end["command"][-1]
+    assert "python fetch_at_exec.py" in end["command"][-1]
+    assert "Resolving" not in remote["argo_fetch_stderr"]
 
 
 def test_code_package_carries_the_bootstrap(remote, rig):
