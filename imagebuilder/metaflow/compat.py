@@ -47,7 +47,7 @@ INTERNALS = (
         "metaflow.package:MetaflowPackage",
         "init_environment runs when the code package is made (after argo/sfn attach "
         "@kubernetes/@batch); add_to_package entries; the tarball extract commands we replace",
-        ("get_extract_commands", "get_post_extract_env_vars", "extract_into"),
+        ("get_extract_commands", "get_post_extract_env_vars", "extract_into", "package_metadata"),
         ("init_environment(", "add_to_package()", "ContentType.CODE_CONTENT"),
     ),
     Internal(
@@ -148,6 +148,34 @@ INTERNALS = (
         "task metadata imgbuild_req_id / imgbuild_full_id / imgbuild_image",
     ),
     Internal(
+        "metaflow.metadata_provider.metadata:MetadataProvider",
+        "the task registers our metadata through it",
+        ("register_metadata",),
+    ),
+    Internal(
+        "metaflow.client.core:MetaflowCode",
+        "--into-dir extracts a past step's code package",
+        ("tarball",),
+    ),
+    Internal(
+        "metaflow.exception",
+        "not-found and other client errors; the flow CLI's messages",
+        ("MetaflowNotFound", "MetaflowException"),
+    ),
+    Internal(
+        "metaflow.graph:FlowGraph",
+        "`environment show` lists steps in graph order",
+        source_has=("self.sorted_nodes",),
+    ),
+    Internal(
+        "metaflow.metaflow_version:get_version",
+        "the supported-range warning at deploy time",
+    ),
+    Internal(
+        "metaflow.metaflow_config_funcs:from_conf",
+        "the config shim declares METAFLOW_IMGBUILD_* settings",
+    ),
+    Internal(
         "metaflow.client.core:Task",
         "mf:Flow/Run/Step references and --into-dir",
         ("metadata_dict", "code", "environment_info"),
@@ -157,7 +185,7 @@ INTERNALS = (
         "metaflow.extension_support.plugins",
         "the extension registry: our names override core's",
         ("process_plugins", "resolve_plugins", "_plugin_categories"),
-        ('"step_decorator"', '"flow_decorator"', '"environment"', '"cli"'),
+        ('"step_decorator"', '"flow_decorator"', '"environment"', '"cli"', '"%sS_DESC"'),
     ),
     Internal(
         "metaflow.extension_support.cmd",

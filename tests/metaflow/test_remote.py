@@ -279,6 +279,11 @@ def test_argo_steps_run_on_their_baked_images(remote, rig):
 def test_step_functions_jobs_carry_the_same_images(remote):
     argo = {s: _templates(remote["argo"])[s]["container"]["image"] for s in STEPS}
     assert remote["job_images"] == argo
+    for step in STEPS:
+        command = remote["sfn"]["States"][step]["Parameters"]["ContainerOverrides"]["Command"]
+        full_id = remote["steps"][step]["full_id"]
+        assert f"IMGBUILD_MF_FULL_ID={full_id}" in command[-1]
+        assert "/opt/imgbuild/env/bin/python three_step.py" in command[-1]
 
 
 def test_argo_without_registry_hydrates_at_task_start(remote, rig):
