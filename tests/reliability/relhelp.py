@@ -21,7 +21,7 @@ JOBS = int(os.environ.get("IMGBUILD_RELIABILITY_JOBS", 6))
 
 def snapshot(root: Path, skip: Iterable[str] = ()) -> dict[str, tuple]:
     """Every entry under root: relative path -> (type, mode, size, sha256 or link target).
-    `skip`: relative folder prefixes not descended into."""
+    `skip`: relative paths (folders or files) left out."""
     root = Path(root)
     skip = tuple(s.rstrip("/") + "/" for s in skip)
     out: dict[str, tuple] = {}
@@ -45,6 +45,8 @@ def snapshot(root: Path, skip: Iterable[str] = ()) -> dict[str, tuple]:
         dirnames[:] = keep
         for f in filenames:
             rel = rel_dir + f
+            if (rel + "/").startswith(skip):
+                continue
             full = os.path.join(dirpath, f)
             st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):

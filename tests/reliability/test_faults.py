@@ -111,6 +111,7 @@ SCENARIOS = [
     ),  # fmt: skip
     Scenario("registry HEAD reset", "registry", "push", (("HEAD", "/blobs/", "reset", 2),), True),
     Scenario("registry slow answers", "registry", "push", (("*", "/v2/", "slow:0.5", 6),), True),
+    Scenario("registry ping 503 once", "registry", "push", (("GET", "^/v2/$", "503", 1),), True),
     Scenario(
         "registry blob PUT always 503",
         "registry",
