@@ -32,7 +32,13 @@ def read(text: str, ctx: ReadContext) -> Locked:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise BadInput(f"{ctx.where}invalid YAML: {e}", "fix the lock file's syntax") from None
+        # one line (PyYAML's own message spans several, with a caret drawing)
+        mark = getattr(e, "problem_mark", None)
+        at = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BadInput(
+            f"{ctx.where}invalid YAML: {at}{problem}", "fix the lock file's syntax"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("package"), list):
         raise BadInput(f"{ctx.where}not a conda-lock file (no `package:` list)")
     if doc.get("version") != 1:

@@ -36,7 +36,8 @@ def condarc_channels(environ: Mapping[str, str], home: Path) -> tuple[list[str],
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
-            raise BadInput(f"cannot read {path}: {e}", "fix the file's YAML syntax") from None
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__  # one line
+            raise BadInput(f"cannot read {path}: {why}", "fix the file's YAML syntax") from None
         channels = data.get("channels") if isinstance(data, dict) else None
         if channels:
             chans = [str(c) for c in channels if str(c) != "defaults"]
