@@ -141,7 +141,7 @@ SCENARIOS = [
         "cache",
         (("GET", PKG, "truncate", -1),),
         False,
-        ("could not download", "imgb-cli"),
+        ("could not download", "imgb"),
     ),  # fmt: skip
 ]
 
