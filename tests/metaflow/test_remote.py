@@ -20,6 +20,7 @@ import re
 import subprocess
 import tarfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from mfhelp import FlowRunner, free_port, s3_datastore, serve_sources, wait_http
@@ -165,11 +166,7 @@ def remote(rig, shared) -> dict:
                 work, "three_step.py", "argo-workflows", "create", "--only-json", env=baked_env
             )
             out["argo"], out["argo_stderr"] = argo.json(), argo.stderr
-            shown = flows.flow(
-                work, "three_step.py", "--with", "kubernetes", "environment", "show", "--json",
-                env=baked_env,
-            )  # fmt: skip
-            out["steps"] = shown.json()["steps"]
+            # Everything is resolved and baked now: the other deploys only reuse it, together.
             sfn_env = {
                 **baked_env,
                 "AWS_ENDPOINT_URL_BATCH": moto_url,
@@ -179,42 +176,55 @@ def remote(rig, shared) -> dict:
                 "METAFLOW_ECS_FARGATE_EXECUTION_ROLE": ROLE,
                 "METAFLOW_SFN_IAM_ROLE": ROLE,
             }
-            sfn = flows.flow(
-                work, "three_step.py", "step-functions", "create", "--only-json", env=sfn_env
-            )
-            out["sfn"] = sfn.json()
-            out["job_images"] = _job_images(moto_url, out["sfn"])
             generic = {**base, "METAFLOW_KUBERNETES_CONTAINER_IMAGE": rig.pybase_image, **runtime}
-            plain = flows.flow(
-                work, "three_step.py", "argo-workflows", "create", "--only-json", env=generic
-            )
-            out["argo_plain"], out["argo_plain_stderr"] = plain.json(), plain.stderr
             flows.workdir("work", flow="fetch_at_exec.py")
-            fetch = flows.flow(
-                work, "fetch_at_exec.py", "argo-workflows", "create", "--only-json", env=baked_env
-            )
-            out["argo_fetch"], out["argo_fetch_stderr"] = fetch.json(), fetch.stderr
+            jobs = {
+                "steps": ("three_step.py", "--with", "kubernetes", "environment", "show",
+                          "--json", baked_env),
+                "sfn": ("three_step.py", "step-functions", "create", "--only-json", sfn_env),
+                "argo_plain": ("three_step.py", "argo-workflows", "create", "--only-json",
+                               generic),
+                "argo_fetch": ("fetch_at_exec.py", "argo-workflows", "create", "--only-json",
+                               baked_env),
+            }  # fmt: skip
+            with ThreadPoolExecutor(len(jobs)) as pool:
+                done = {
+                    k: pool.submit(flows.flow, work, *a[:-1], env=a[-1]) for k, a in jobs.items()
+                }
+                for key, future in done.items():
+                    r = future.result()
+                    out[key], out[f"{key}_stderr"] = r.json(), r.stderr
+            out["steps"] = out["steps"]["steps"]
+            out["job_images"] = _job_images(moto_url, out["sfn"])
         finally:
             moto.terminate()
             moto.wait(10)
             sources.stop()
         assert not sources.up
-        # The baked start step, with no channel and no index anywhere.
         aws = {k: base[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
         aws["AWS_DEFAULT_REGION"] = "us-east-1"
-        out_dir = flows.tmp / "mnt-out-baked"
-        out_dir.mkdir()
-        start = _templates(out["argo"])["start"]
-        out["pod_baked"] = _podman(rig, start, "baked", aws, out_dir)
         # Hydrate at task start in a generic image (only Python and pip): Metaflow pip-installs
         # boto3 there (from a folder of wheels: the index is down, and Debian's python needs
         # PIP_BREAK_SYSTEM_PACKAGES), the bootstrap creates the env from the store.
-        out_dir = flows.tmp / "mnt-out-plain"
-        out_dir.mkdir()
         pip = {"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels"}
-        start = _templates(out["argo_plain"])["start"]
-        mounts = [f"{sources.wheels}:/wheels:ro"]
-        out["pod_plain"] = _podman(rig, start, "plain", {**aws, **pip}, out_dir, mounts)
+        pods = {
+            # the baked start step, with no channel and no index anywhere
+            "pod_baked": (_templates(out["argo"])["start"], "baked", aws, ()),
+            "pod_plain": (
+                _templates(out["argo_plain"])["start"],
+                "plain",
+                {**aws, **pip},
+                [f"{sources.wheels}:/wheels:ro"],
+            ),
+        }
+        with ThreadPoolExecutor(len(pods)) as pool:
+            done = {}
+            for key, (template, name, env, mounts) in pods.items():
+                out_dir = flows.tmp / f"mnt-out-{name}"
+                out_dir.mkdir()
+                done[key] = pool.submit(_podman, rig, template, name, env, out_dir, mounts)
+            for key, future in done.items():
+                out[key] = future.result()
         return out
 
     return shared.once("remote", compute)
