@@ -70,8 +70,12 @@ def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
         outcomes[i] = Outcome(env)
 
     if store is not None:
+        from imagebuilder.store.aliases import check_alias
         from imagebuilder.store.envs import put_env
 
+        for ref in refs:  # an immutable alias taken by another env fails before any write
+            for out in outcomes:
+                check_alias(store, ref, out.env)
         for i, out in enumerate(outcomes):
             env = out.env
             if not opts.no_cache:

@@ -86,6 +86,22 @@ def require_alias(store: Store, ref: AliasRef) -> AliasRecord:
     return rec
 
 
+def _refuse_move(ref: AliasRef, old: Target | None, target: Target, arch: str, force: bool):
+    if old is not None and old != target and not ref.mutable and not force:
+        raise Conflict(
+            f"{ref} is immutable and already names {short(old.req_id)}:{short(old.full_id)} for {arch}",
+            "use a mutable tag (latest, candidate, stable), a new tag, or --force",
+        )
+
+
+def check_alias(store: Store, ref: AliasRef, env: ResolvedEnv, force: bool = False) -> None:
+    """Raise the Conflict set_alias would raise, writing nothing: callers check before they
+    store anything (set_alias checks again when it writes)."""
+    rec = read_alias(store, ref)
+    old = rec.platforms.get(env.arch) if rec else None
+    _refuse_move(ref, old, Target(env.req_id, env.full_id), env.arch, force)
+
+
 def set_alias(store: Store, ref: AliasRef, env: ResolvedEnv, force: bool = False) -> AliasRecord:
     """Point ref at env for env's arch. Immutable tags refuse to move unless force."""
     target = Target(env.req_id, env.full_id)
@@ -96,11 +112,7 @@ def set_alias(store: Store, ref: AliasRef, env: ResolvedEnv, force: bool = False
         old = current.platforms.get(env.arch)
         if old == target:
             return current
-        if old is not None and not ref.mutable and not force:
-            raise Conflict(
-                f"{ref} is immutable and already names {short(old.req_id)}:{short(old.full_id)} for {env.arch}",
-                "use a mutable tag (latest, candidate, stable), a new tag, or --force",
-            )
+        _refuse_move(ref, old, target, env.arch, force)
         entry = {"at": now_iso(), "arch": env.arch, **target.to_json()}
         if old is not None:
             entry["previous"] = old.to_json()
