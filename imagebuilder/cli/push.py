@@ -109,8 +109,13 @@ def push(ui: Ui, env_ref, sink, base, compression, user, arches) -> None:
     """
     from imagebuilder.oci.sink import parse_sink
 
+    # the sink first: a typo in --to or a registry that does not answer fails before a bake
+    # that may take minutes (and before anything is written to the store)
+    target = parse_sink(sink, ui.config())
+    ping = getattr(getattr(target, "client", None), "ping", None)
+    if ping is not None:
+        ping()
     cfg, baked = _bake(ui, env_ref, base, compression, user, arches)
-    target = parse_sink(sink, cfg)
     written = target.write(baked.artifact, baked.tags)
     from imagebuilder.sbom_attach import attach_for_push  # SBOM artifacts (issue 9)
 
@@ -137,8 +142,8 @@ def image(ui: Ui, env_ref, sink, base, compression, user, arches) -> None:
     """
     from imagebuilder.oci.sink import parse_sink
 
+    target = parse_sink(sink, ui.config())  # a bad --to fails before the bake
     cfg, baked = _bake(ui, env_ref, base, compression, user, arches)
-    target = parse_sink(sink, cfg)
     refs = [target.ref(t) for t in baked.tags]
     data = {"digest": baked.digest, "refs": refs, "tags": list(baked.tags), "sink": target.name}
     emit(ui, data, lambda d: "\n".join(f"{r}@{d['digest']}" for r in d["refs"]))
