@@ -110,35 +110,49 @@ class RegistryClient:
         return f"{self._scheme}://{self._api_host}"
 
     def ping(self) -> None:
-        """GET /v2/: pick the scheme (https; http only when insecure) and learn the challenge."""
+        """GET /v2/: pick the scheme (https; http only when insecure) and learn the challenge.
+        A dropped connection, 429 or 5xx is retried with backoff like any other request."""
         with self._lock:
             if self._scheme is not None:
                 return
-            # Insecure hosts try plain HTTP first: the ping carries no credentials, and a TLS
-            # attempt costs ~70 ms of SSL setup on every run against a plain-HTTP registry.
-            schemes = ("http", "https") if self.insecure else ("https",)
             last: Exception | None = None
-            for scheme in schemes:
-                try:
-                    r = self.session.get(f"{scheme}://{self._api_host}/v2/", timeout=TIMEOUT)
-                except requests.exceptions.SSLError as e:
-                    last = e
-                    continue
-                except requests.RequestException as e:
-                    last = e
-                    if self.insecure and scheme == "http":
-                        continue
+            for attempt in range(self.attempts):
+                last, transient = self._probe()
+                if self._scheme is not None:
+                    return
+                if not transient or attempt + 1 == self.attempts:
                     break
-                if self.insecure and scheme == "http" and r.status_code == 400:
-                    continue  # a TLS server answering plain HTTP
-                if r.status_code == 401:
-                    self.auth.challenged(r.headers.get("WWW-Authenticate"), ())
-                elif r.status_code >= 500:
-                    last = Retryable(f"HTTP {r.status_code}")
-                    break
-                self._scheme = scheme
-                return
+                time.sleep(self.backoff * 2**attempt)
         raise self._down(last)
+
+    def _probe(self) -> tuple[Exception | None, bool]:
+        """One pass over the schemes: (the last failure, whether another pass may succeed)."""
+        # Insecure hosts try plain HTTP first: the ping carries no credentials, and a TLS
+        # attempt costs ~70 ms of SSL setup on every run against a plain-HTTP registry.
+        schemes = ("http", "https") if self.insecure else ("https",)
+        last: Exception | None = None
+        transient = False
+        for scheme in schemes:
+            try:
+                r = self.session.get(f"{scheme}://{self._api_host}/v2/", timeout=TIMEOUT)
+            except requests.exceptions.SSLError as e:
+                last = e
+                continue
+            except requests.RequestException as e:
+                last, transient = e, True
+                if self.insecure and scheme == "http":
+                    continue
+                break
+            if self.insecure and scheme == "http" and r.status_code == 400:
+                continue  # a TLS server answering plain HTTP
+            if r.status_code == 401:
+                self.auth.challenged(r.headers.get("WWW-Authenticate"), ())
+            elif r.status_code >= 500 or r.status_code == 429:
+                last, transient = Retryable(f"HTTP {r.status_code}"), True
+                break
+            self._scheme = scheme
+            return None, False
+        return last, transient
 
     def _down(self, e: Exception | None) -> ImgbuildError:
         if isinstance(e, requests.exceptions.SSLError):
