@@ -129,3 +129,12 @@ def test_values_that_cannot_be_quoted_are_refused(value):
     se = StepEnv("s", "linux-64", True, value, "s3://b/p")
     with pytest.raises(ValueError):
         remote_commands(se)
+
+
+def test_the_local_default_store_is_next_to_the_local_datastore(tmp_path, monkeypatch):
+    from imagebuilder.metaflow.settings import default_store
+
+    (tmp_path / ".metaflow").mkdir()
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")  # found upwards, as Metaflow finds .metaflow
+    assert default_store("local") == str(tmp_path / ".metaflow" / "imgbuild")
