@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-_CONDA_TOKEN = re.compile(r"/t/[^/]+(?=/)")
+# conda's /t/<token>: in a URL path up to the next "/" or the end of the path (a channel
+# given as https://host/t/<token> has nothing after it); in free text also up to a space or
+# quote, so the words after a URL survive redaction.
+_CONDA_TOKEN = re.compile(r"/t/[^/]+(?=/|$)")
+_CONDA_TOKEN_TEXT = re.compile(r"/t/[^/\s'\"<>]+(?=[/\s'\"<>]|$)")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _BARE_USERINFO = re.compile(r"(?<![\w/:.@-])[^\s/@:'\"]+:[^\s/@'\"]+@(?=[\w.-])")
 
@@ -30,7 +34,7 @@ def redact(text: str) -> str:
     """Mask credentials in free text (error messages from subprocesses and libraries)."""
     text = _USERINFO.sub("***@", text)
     text = _BARE_USERINFO.sub("***@", text)
-    return _CONDA_TOKEN.sub("/t/***", text)
+    return _CONDA_TOKEN_TEXT.sub("/t/***", text)
 
 
 def normalize_channel(channel: str) -> str:
