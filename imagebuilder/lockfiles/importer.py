@@ -15,7 +15,7 @@ def import_lock(path: str, arches, opts, ui, *, python: str | None = None, flags
     from imagebuilder.ids import parse_alias
     from imagebuilder.lockfiles import load_lock
     from imagebuilder.platforms import host_arch
-    from imagebuilder.resolve.pipeline import Outcome
+    from imagebuilder.resolve.pipeline import Outcome, check_options
 
     if flags is not None and flags.names_inputs:
         raise UsageError(
@@ -23,10 +23,11 @@ def import_lock(path: str, arches, opts, ui, *, python: str | None = None, flags
             "a lock file already pins every package; resolve it alone",
         )
     refs = [parse_alias(a) for a in opts.aliases]  # bad names fail before any work
+    check_options(opts)
     envs = [load_lock(path, arch, python=python) for arch in (arches or (host_arch(),))]
     for env in envs:
         ui.info(f"{env.arch}: {len(env.packages)} packages from {path} (no solve)")
-    if opts.dry_run:
+    if opts.dry_run or opts.no_cache:  # no packages cached -> no record (CONTRACT.md)
         return [Outcome(env) for env in envs]
     from imagebuilder.store import open_store
     from imagebuilder.store.envs import put_env
@@ -35,10 +36,9 @@ def import_lock(path: str, arches, opts, ui, *, python: str | None = None, flags
     store = open_store(config.store, config)
     outcomes = []
     for env in envs:
-        if not opts.no_cache:
-            from imagebuilder.cache import cache_env
+        from imagebuilder.cache import cache_env
 
-            env = cache_env(env, store, ui=ui, fmt=opts.fmt)
+        env = cache_env(env, store, ui=ui, fmt=opts.fmt)
         put_env(store, env)
         outcomes.append(Outcome(env))
     if refs:

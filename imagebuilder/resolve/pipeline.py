@@ -3,7 +3,9 @@ env record -> aliases.
 
 A request whose req_id already has an env in the store reuses the newest one (no solve), as
 Conda v2 does; `force` solves again (a channel that gained a newer package then gives a new
-full_id under the same req_id). `dry_run` always solves and touches no store.
+full_id under the same req_id). `dry_run` always solves and touches no store. `no_cache`
+reads the store (for reuse) but writes nothing to it: an env record is only ever written
+after its packages (CONTRACT.md), so a resolve that caches no packages records no env.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
     from imagebuilder.resolve import conda_backend
 
     refs = [parse_alias(a) for a in opts.aliases]  # bad names fail before any work
+    check_options(opts)
     specs = list(collected.specs)
     if opts.resolver == "uv" and any(s.conda for s in specs):
         raise UsageError(
@@ -69,7 +72,8 @@ def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
     for i, env in zip(todo, solved, strict=True):
         outcomes[i] = Outcome(env)
 
-    if store is not None:
+    if store is not None and not opts.no_cache:
+        from imagebuilder.cache import cache_env
         from imagebuilder.store.aliases import check_alias
         from imagebuilder.store.envs import put_env
 
@@ -77,11 +81,7 @@ def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
             for out in outcomes:
                 check_alias(store, ref, out.env)
         for i, out in enumerate(outcomes):
-            env = out.env
-            if not opts.no_cache:
-                from imagebuilder.cache import cache_env
-
-                env = cache_env(env, store, ui=ui, fmt=opts.fmt)
+            env = cache_env(out.env, store, ui=ui, fmt=opts.fmt)
             put_env(store, env)  # after its packages (CONTRACT.md); write-once: no-op if present
             outcomes[i] = Outcome(env, out.reused)
         if refs:
@@ -91,6 +91,14 @@ def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
                 for out in outcomes:
                     set_alias(store, ref, out.env)
     return [o for o in outcomes if o is not None]
+
+
+def check_options(opts: Options) -> None:
+    if opts.no_cache and opts.aliases:
+        raise UsageError(
+            "--alias needs the environment recorded in the store, and --no-cache records nothing",
+            "drop --no-cache (packages already in the store are not downloaded again)",
+        )
 
 
 def _existing(store, req_id: str) -> ResolvedEnv | None:

@@ -107,7 +107,7 @@ def test_remote_step_env_for_another_arch(runner, rig):
     store = ds["METAFLOW_DATASTORE_SYSROOT_S3"] + "/imgbuild"
     runner.imgbuild(
         "resolve", "--conda", "imgb-cli", "--arch", "osx-arm64", "-c", rig.channel_url,
-        "--alias", "team/mac:v1", "--store", store, "--no-cache", env=ds,
+        "--alias", "team/mac:v1", "--store", store, env=ds,
     )  # fmt: skip
     out = fails(
         runner,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.rig
 
 def test_record_round_trip_through_rattler(cli, rig_services, tmp_path):
     out = cli("resolve", "--conda", "tinybar", "--conda", "six", "-c", rig_services.channel_url,
-              "--arch", "linux-64", "--no-cache", "--json").json()  # fmt: skip
+              "--arch", "linux-64", "--json").json()  # fmt: skip
     record = cli.store / "envs" / out["req_id"][:16] / f"{out['full_id'][:16]}.json"
     env = json.loads(record.read_text())
     fmts = {p["filename"].rsplit(".", 1)[-1] for p in env["packages"]}

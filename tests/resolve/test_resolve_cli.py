@@ -48,7 +48,7 @@ def test_cross_arch_from_linux(cli, rig_services, arch):
 
 def test_several_arches_make_a_group(cli, rig_services):
     out = cli("resolve", "--conda", "tinyfoo>=1", "-c", rig_services.channel_url,
-              "--arch", "linux-64", "--arch", "osx-arm64", "--json", "--no-cache",
+              "--arch", "linux-64", "--arch", "osx-arm64", "--json",
               "--alias", "team/foo").json()  # fmt: skip
     assert [e["arch"] for e in out["envs"]] == ["linux-64", "osx-arm64"]
     assert len({e["req_id"] for e in out["envs"]}) == 2  # the arch is part of the request
@@ -95,9 +95,9 @@ def test_sdist_only_package_is_a_source(cli, rig_services):
 def test_second_resolve_reuses_and_touches_no_channel(cli, channel_copy):
     server, _ = channel_copy
     args = ("resolve", "--conda", "tinyfoo>=1", "-c", server.url, "--arch", "linux-64",
-            "--json", "--no-cache")  # fmt: skip
+            "--json")  # fmt: skip
     first = cli(*args).json()
-    assert cli.store_files() == [f"envs/{first['req_id'][:16]}/{first['full_id'][:16]}.json"]
+    assert f"envs/{first['req_id'][:16]}/{first['full_id'][:16]}.json" in cli.store_files()
     server.gets.clear()
     again = cli(*args)
     assert again.json() == first
@@ -110,7 +110,7 @@ def test_second_resolve_reuses_and_touches_no_channel(cli, channel_copy):
 
 def test_show_and_ls(cli, rig_services):
     doc = cli("resolve", "--conda", "tinyfoo==1.0", "-c", rig_services.channel_url,
-              "--arch", "linux-64", "--json", "--no-cache", "--alias", "demo:v1").json()  # fmt: skip
+              "--arch", "linux-64", "--json", "--alias", "demo:v1").json()  # fmt: skip
     for ref in (doc["full_id"][:16], doc["full_id"], f"{doc['req_id'][:16]}:{doc['full_id'][:16]}",
                 doc["env_name"], "demo:v1"):  # fmt: skip
         shown = cli("show", ref, "--json").json()
@@ -125,3 +125,14 @@ def test_show_and_ls(cli, rig_services):
     assert doc["req_id"][:16] in text and "demo:v1" in text
     missing = cli("show", "nothere", expect=3)
     assert "nothere" in missing.stderr
+
+
+def test_no_cache_records_nothing(cli, rig_services):
+    """An env record is only written after its packages (CONTRACT.md): --no-cache writes none."""
+    args = ("resolve", "--conda", "tinyfoo==1.0", "-c", rig_services.channel_url, "--arch", "linux-64")
+    out = cli(*args, "--no-cache", "--json").json()
+    assert len(out["full_id"]) == 64 and out["packages"]
+    assert cli.store_files() == []
+    bad = cli(*args, "--no-cache", "--alias", "demo:v1", expect=2)
+    assert "--no-cache" in bad.stderr and "Traceback" not in bad.stderr
+    assert cli.store_files() == []

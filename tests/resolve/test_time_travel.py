@@ -24,7 +24,7 @@ def _tinyfoo(doc) -> str:
 def test_newer_package_changes_full_id_not_req_id(cli, channel_copy):
     server, folder = channel_copy
     args = ("resolve", "--conda", "tinyfoo>=1", "-c", server.url, "--arch", "linux-64",
-            "--json", "--no-cache")  # fmt: skip
+            "--json")  # fmt: skip
     first = cli(*args).json()
     assert _tinyfoo(first) == "2.0"
 
