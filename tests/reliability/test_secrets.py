@@ -239,7 +239,11 @@ def test_no_secret_anywhere(rig, sources, runner, tmp_path, record):
         ("dockerfile", full, "--base", rig.base_image or "127.0.0.1:1/x:1", "--context", d / "out/ctx"),
     ]  # fmt: skip
     (d / "out").mkdir(exist_ok=True)
-    for args, ok, detail, secs in parallel(lambda a: cli(*a), steps, jobs=4):
+
+    def step(args) -> None:
+        cli(*args)  # raises on a non-zero exit
+
+    for args, ok, detail, secs in parallel(step, steps, jobs=4):
         record(CATEGORY, f"runs: imgbuild {' '.join(str(a) for a in args[:2])}", ok, detail, secs)
     seq = [
         ("pack", full, "--json"),
@@ -344,3 +348,23 @@ def test_redact_tokens_in_text():
     out = redact(text)
     assert "tok-a" not in out and "tok-b" not in out and "tok-c" not in out, out
     assert "failed; see" in out and out.count("http://h") == 3, out  # the text around survives
+
+
+def test_scanner_sees_inside_archives():
+    """The scanner must be able to fail: a secret deep in a zip of a tar.zst is found."""
+    import zipfile
+
+    import zstandard
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        data = b'{"url": "https://h/t/' + TOKEN.encode() + b'/x"}'
+        ti = tarfile.TarInfo("conda-meta/x.json")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    inner = zstandard.ZstdCompressor().compress(buf.getvalue())
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("pkg.tar.zst", inner)
+    assert leaks(z.getvalue(), [TOKEN], "planted")
+    assert not leaks(z.getvalue(), [IDX_PW], "planted")
