@@ -96,6 +96,7 @@ def make_plan(
     plan.update(_resolve(wanted, settings, say, force))
     if bake:
         plan.update(_bake(targets, plan, settings, say))
+        _pack(targets, plan, settings, say)
     if hydrate:
         plan.update(_hydrate(targets, plan, settings, say))
     return plan
@@ -322,6 +323,33 @@ def _bake(targets, plan, settings: Settings, say) -> dict[str, StepEnv]:
                 out[t.step] = replace(plan[t.step], image=image)
                 say(f"    {t.step}: {image}")
     return out
+
+
+def _pack(targets, plan, settings: Settings, say) -> None:
+    """Remote steps without an image hydrate at task start: pack each distinct env now, so
+    every task downloads one archive instead of one object per package (docs/hydrate.md has
+    the figures). Best effort: without a pack the bootstrap installs per package."""
+    todo = [
+        t
+        for t in targets
+        if t.remote and t.step in plan and not plan[t.step].image and not t.request.fetch_at_exec
+    ]
+    jobs = {(plan[t.step].env_ref, t.arch) for t in todo}
+    if not jobs:
+        return
+    from imagebuilder.metaflow.worker import pack_env
+
+    say(f"Packing {len(jobs)} environment{'s' * (len(jobs) != 1)} for task-start hydration...")
+
+    def one(key):
+        env_ref, arch = key
+        try:
+            pack_env(env_ref, settings.store, settings.s3_endpoint_url, arch)
+        except ImgbuildError as e:  # e.g. a venv env (no conda python): nothing to pack
+            say(f"    {env_ref}: not packed ({e.message}); tasks install it per package")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(jobs)))) as pool:
+        list(pool.map(one, sorted(jobs)))
 
 
 def pinned(pushed: dict, registry: str) -> str:

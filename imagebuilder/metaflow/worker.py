@@ -109,6 +109,14 @@ def push_env(
     return _run(argv, f"baking {env_ref}")
 
 
+def pack_env(env_ref: str, store: str, s3_endpoint_url: str | None, arch: str) -> dict:
+    """Write ENV's pack into the store (a no-op when present): the task bootstrap then
+    creates the env from one download instead of one per package."""
+    argv = [sys.executable, "-m", "imagebuilder", "pack", env_ref, "--arch", arch, "--json"]
+    argv += _store_flags(store, s3_endpoint_url)
+    return _run(argv, f"packing {env_ref}")
+
+
 def create_env(env_ref: str, prefix: str, store: str, s3_endpoint_url: str | None) -> dict:
     """Hydrate ENV at prefix on this machine (lock-protected; a no-op when it is there)."""
     argv = [sys.executable, "-m", "imagebuilder", "create", env_ref, "--prefix", prefix]

@@ -310,6 +310,13 @@ def test_argo_without_registry_hydrates_at_task_start(remote, rig):
         ), command
         assert "$IMGBUILD_PYTHON three_step.py" in command
     assert "Baking" not in remote["argo_plain_stderr"]
+    # each env is packed at deploy time, so a task downloads one archive, not every package
+    assert "Packing" in remote["argo_plain_stderr"], remote["argo_plain_stderr"][-3000:]
+    s3 = rig.s3_client()
+    for step in STEPS:
+        full16 = remote["steps"][step]["full_id"][:16]
+        key = f"{remote['prefix']}/imgbuild/packs/{full16}/linux-64.tar.zst"
+        assert s3.head_object(Bucket=remote["bucket"], Key=key)["ContentLength"] > 0, key
 
 
 def test_fetch_at_exec_looks_the_alias_up_at_task_start(remote, rig):
@@ -361,6 +368,7 @@ def test_generic_image_hydrates_at_start_from_the_store(remote, rig):
     env_name = remote["steps"]["start"]["env_name"]
     assert f"start ok /tmp/imgbuild/envs/{env_name}/bin/python" in out, out[-3000:]
     assert "fetching runtime wheel" in out  # the bootstrap's runtime came from the store
+    assert f"{env_name} at /tmp/imgbuild/envs/{env_name} (pack," in out, out[-3000:]
     keys = _task_keys(rig, remote, "plain", "start")
     assert any(k.endswith("0.data.json") for k in keys), keys
 
