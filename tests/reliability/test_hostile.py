@@ -274,3 +274,53 @@ def test_hostile_packs_refused(hostile, runner, tmp_path, record):
     run_table(
         record, CATEGORY, one, sorted(cases(hostile.sentinel)), name=lambda c: f"hydrate:pack:{c}"
     )
+
+
+def test_the_sentinel_sees_what_rattler_alone_does(hostile, tmp_path, record):
+    """The control that makes the checks above able to fail: py-rattler's installer, given the
+    `../` package WITHOUT imgbuild's archive check, creates the escaping folder in the sentinel
+    (LOCAL-SERVICES.md), and the snapshot sees it. If py-rattler stops doing that, this test
+    says so (update LOCAL-SERVICES.md)."""
+    import shutil
+    import subprocess
+    import sys
+
+    case = hostile.by_id("conda:dotdot-dir.tar.bz2")
+    folder = Path(case["path"]).parent
+    rec = dict(
+        case["record"],
+        fn=case["filename"],
+        url=f"file://{case['path']}",
+        channel=f"file://{folder}",
+    )
+    plan = {
+        "staging": str(tmp_path / "staging"),
+        "prefix": str(tmp_path / "staging"),
+        "arch": "linux-64",
+        "conda": [{"record": rec, "path": case["path"]}],
+        "wheels": [],
+        "cache_dir": str(tmp_path / "rattler-cache"),
+        "portable_meta": False,
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    before = snapshot(hostile.sentinel)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagebuilder.install",
+            tmp_path / "plan.json",
+            tmp_path / "out.json",
+        ],
+        capture_output=True,
+        timeout=300,
+    )
+    changed = diff(before, snapshot(hostile.sentinel))
+    try:
+        assert any("escaped-dir" in c for c in changed), (
+            f"py-rattler alone no longer escapes (sentinel changes: {changed}); "
+            f"installer said {(tmp_path / 'out.json').read_text()[:500] if (tmp_path / 'out.json').exists() else '?'}"
+        )
+    finally:
+        shutil.rmtree(hostile.sentinel / "escaped-dir", ignore_errors=True)
+    assert not diff(before, snapshot(hostile.sentinel))
