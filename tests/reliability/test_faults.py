@@ -20,7 +20,8 @@ import pytest
 from relhelp import clean_failure, consistency, open_any, run_table
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # ci.services
 
 from ci.services.fault_proxy import FaultProxy, Rule  # noqa: E402
 
