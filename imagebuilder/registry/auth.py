@@ -19,9 +19,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import requests
-
 from imagebuilder.errors import BAD_INPUT, UNAVAILABLE, ImgbuildError, Unavailable
+from imagebuilder.registry import http
 from imagebuilder.registry.credentials import Credential, Lookup
 
 _PARAM_RE = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -150,16 +149,16 @@ class Auth:
                 }
                 if service:
                     data["service"] = service
-                r = requests.post(realm, data=data, timeout=TOKEN_TIMEOUT, verify=self.verify)
+                r = http.post(realm, data=data, timeout=TOKEN_TIMEOUT, verify=self.verify)
             else:
                 params: list[tuple[str, str]] = [("scope", s) for s in sorted(scopes)]
                 if service:
                     params.insert(0, ("service", service))
                 basic = (cred.username, cred.password) if cred else None
-                r = requests.get(
+                r = http.get(
                     realm, params=params, auth=basic, timeout=TOKEN_TIMEOUT, verify=self.verify
                 )
-        except requests.RequestException as e:
+        except http.RequestException as e:
             raise Unavailable(
                 f"token service of registry {self.host} is unreachable "
                 f"({_host_of(realm)}: {type(e).__name__})",

@@ -1,10 +1,11 @@
 """HTTP client for one registry (OCI distribution spec v2): auth, retries, clear errors.
 
-Plain `requests`, not oras-py: we need per-request token scopes (cross-repository mounts need
+HTTP through http.py (the standard library's http.client; importing requests cost a third of
+a no-op push), not oras-py: we need per-request token scopes (cross-repository mounts need
 pull on the source repository), credential helpers, retries around whole upload sessions,
 manifests as exact bytes of any media type, and the referrers API — oras-py's Registry does
 its own auth and re-serializes manifests (LOCAL-SERVICES.md), so it would be bypassed for
-most calls anyway. One session per thread (requests.Session is not thread-safe); the auth
+most calls anyway. One session per thread (a session holds its connections); the auth
 state (tokens) is shared.
 
 Retries: connection errors, timeouts, 429 and 5xx are retried with exponential backoff
@@ -20,9 +21,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import requests
-
 from imagebuilder.errors import BadInput, Conflict, ImgbuildError, NotFound, Unavailable
+from imagebuilder.registry import http
 from imagebuilder.registry.auth import Auth, unauthorized
 from imagebuilder.registry.credentials import find_credential
 from imagebuilder.urls import redact
@@ -95,10 +95,10 @@ class RegistryClient:
     # --- transport ------------------------------------------------------------------------
 
     @property
-    def session(self) -> requests.Session:
+    def session(self) -> http.Session:
         s = getattr(self._local, "session", None)
         if s is None:
-            s = requests.Session()
+            s = http.Session()
             s.headers["User-Agent"] = USER_AGENT
             s.verify = self.verify
             self._local.session = s
@@ -135,10 +135,10 @@ class RegistryClient:
         for scheme in schemes:
             try:
                 r = self.session.get(f"{scheme}://{self._api_host}/v2/", timeout=TIMEOUT)
-            except requests.exceptions.SSLError as e:
+            except http.SSLError as e:
                 last = e
                 continue
-            except requests.RequestException as e:
+            except http.RequestException as e:
                 last, transient = e, True
                 if self.insecure and scheme == "http":
                     continue
@@ -155,7 +155,7 @@ class RegistryClient:
         return last, transient
 
     def _down(self, e: Exception | None) -> ImgbuildError:
-        if isinstance(e, requests.exceptions.SSLError):
+        if isinstance(e, http.SSLError):
             return Unavailable(
                 f"registry {self.host}: TLS failed ({_short(e)})",
                 f"for a plain-HTTP registry add {self.host} to insecure_registries "
@@ -175,7 +175,7 @@ class RegistryClient:
         retry: bool = True,
         ok: tuple[int, ...] = (200,),
         **kwargs,
-    ) -> requests.Response:
+    ) -> http.Response:
         """Send a request with auth; retry transient failures; return a response whose status
         is in `ok` (or 404, which callers interpret). Other statuses raise ImgbuildError.
         With retry=False a transient failure raises Retryable for the caller to handle."""
@@ -201,7 +201,7 @@ class RegistryClient:
             raise self.error(r, method, url)
         raise AssertionError("unreachable")
 
-    def _send_authorized(self, method, url, scopes, **kwargs) -> requests.Response:
+    def _send_authorized(self, method, url, scopes, **kwargs) -> http.Response:
         r = self._send(method, url, scopes, **kwargs)
         if r.status_code == 401 and self.auth.challenged(r.headers.get("WWW-Authenticate"), scopes):
             _rewind(kwargs.get("data"))
@@ -210,20 +210,20 @@ class RegistryClient:
             raise unauthorized(self.host, self.auth.lookup, _error_detail(r))
         return r
 
-    def _send(self, method, url, scopes, headers=None, **kwargs) -> requests.Response:
+    def _send(self, method, url, scopes, headers=None, **kwargs) -> http.Response:
         h = dict(headers or {})
         h.update(self.auth.header(scopes))
         kwargs.setdefault("timeout", TIMEOUT)
         try:
             r = self.session.request(method, url, headers=h, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as e:
+        except (http.ConnectionError, http.Timeout) as e:
             raise Retryable(_short(e)) from None
         if r.status_code in RETRY_STATUS:
             r.close()
             raise Retryable(f"HTTP {r.status_code}")
         return r
 
-    def error(self, r: requests.Response, method: str, url: str) -> ImgbuildError:
+    def error(self, r: http.Response, method: str, url: str) -> ImgbuildError:
         detail = _error_detail(r)
         where = f"registry {self.host}: {method} {_path(url)}"
         if _is_immutable(r.status_code, detail):
@@ -247,7 +247,7 @@ class RegistryClient:
         r = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", [self.scope(repo)])
         return r.status_code == 200
 
-    def get_blob(self, repo: str, digest: str) -> requests.Response:
+    def get_blob(self, repo: str, digest: str) -> http.Response:
         """A streaming response for a blob (follows redirects to storage backends)."""
         r = self.request("GET", f"/v2/{repo}/blobs/{digest}", [self.scope(repo)], stream=True)
         if r.status_code == 404:
@@ -285,7 +285,7 @@ class RegistryClient:
             self.get_manifest(repo, ref).digest  # type: ignore[union-attr]
         )
 
-    def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> requests.Response:
+    def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> http.Response:
         """PUT exact bytes (no re-serialization) under a digest or a tag."""
         r = self.request(
             "PUT",
@@ -310,7 +310,8 @@ class RegistryClient:
 
 
 def _ca_bundle() -> bool | str:
-    # requests reads REQUESTS_CA_BUNDLE itself; honour SSL_CERT_FILE too (issue 9).
+    # sources/tls.py points these at the one bundle the user named (IMGBUILD_CA_BUNDLE,
+    # SSL_CERT_FILE, REQUESTS_CA_BUNDLE, ...); True: certifi's bundle, as requests used.
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
@@ -342,7 +343,7 @@ def _short(e: BaseException | None) -> str:
     return redact(type(e).__name__ + (f": {text[:160]}" if text else ""))
 
 
-def _error_detail(r: requests.Response) -> str:
+def _error_detail(r: http.Response) -> str:
     """The registry's own error code/message (OCI error body), without anything secret."""
     try:
         errors = r.json().get("errors") or []

@@ -29,7 +29,7 @@ Opener = Callable[[], BinaryIO]
 
 
 class HashingReader:
-    """A file wrapper that hashes what it hands out; `len()` gives requests Content-Length."""
+    """A file wrapper that hashes what it hands out; `len()` gives the Content-Length."""
 
     def __init__(self, f: BinaryIO, size: int) -> None:
         self.f, self.size, self.sent = f, size, 0
