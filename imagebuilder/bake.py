@@ -9,13 +9,13 @@ Nothing here writes to a sink; push/image (cli/push.py) hand the value to one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from imagebuilder.oci.base import Base, open_base
 from imagebuilder.oci.image import Artifact, Descriptor, Layer, Platform, append, make_index
 from imagebuilder.oci.layer import Compression, Entry, entry_for, member_content, write_layer
 from imagebuilder.oci.plan import LayerGroup, PlanItem, Rules, check_collisions, plan_layers
-from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version, stage
+from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version
 from imagebuilder.testhooks import kill_point
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -157,14 +157,21 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
         g.name: layerindex.layer_key(g.member_sha256s, pyver, PREFIX, comp, opts.epoch, pyc)
         for g in groups
     }
-    records = {g.name: layerindex.get(store, keys[g.name]) for g in groups}
+    found = layerindex.get_many(store, [keys[g.name] for g in groups])
+    records = {g.name: rec for g, rec in zip(groups, found, strict=True)}
     # Biggest first, so parallel writers finish together.
     missing = sorted((g for g in groups if records[g.name] is None), key=lambda g: -g.size)
     by_ident = {ident(p): p for p in env.packages}
     staged: dict[str, StagedPackage] = {}
     timings = {"stage": 0.0, "layers": 0.0}
-    with tempfile.TemporaryDirectory(prefix="imgbuild-stage-") as tmp:
+    # Every layer known (a re-push): no staging folder, no tar, no compression.
+    workdir = tempfile.TemporaryDirectory(prefix="imgbuild-stage-") if missing else None
+    with workdir or contextlib.nullcontext() as tmp:
         if missing:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from imagebuilder.stage import stage
+
             pkgs = [by_ident[m.ident] for g in missing for m in g.members]
             t0 = time.perf_counter()
             staged = stage(env, pkgs, store, Path(tmp), pyc, say)
@@ -326,15 +333,22 @@ def _meta_layer(env: ResolvedEnv, env_vars: dict, store, comp: Compression, epoc
         Entry(f"{p}/conda-meta/history", "file", data=b""),
         Entry(f"{p}/etc/imgbuild/activate.sh", "file", data=activate.encode()),
     ]
-    out, tmp = layerindex.temp_blob(store)
-    try:
-        with out:
-            blob = write_layer(entries, out, comp, epoch)
-        key = layerindex.blob_key(blob.digest)
-        if not store.exists(key):
-            store.put_file(key, tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Known from an earlier bake (layer index): no tar, no compression on a re-push.
+    key = layerindex.generated_key(entries, comp, epoch)
+    rec = layerindex.get(store, key)
+    if rec is None:
+        out, tmp = layerindex.temp_blob(store)
+        try:
+            with out:
+                blob = write_layer(entries, out, comp, epoch)
+            # members: the env's packages, so gc keeps this record exactly while it keeps them
+            members = tuple(
+                sorted(f"{x.kind}/{x.name}/{x.version}/{x.sha256}" for x in env.packages)
+            )
+            rec = layerindex.put(store, layerindex.LayerRecord(key, blob, members), tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+    blob = rec.blob
     return Layer(
         Descriptor(blob.media_type, blob.digest, blob.size),
         blob.diff_id,

@@ -13,6 +13,7 @@ and which packages have link scripts that never ran.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from imagebuilder.errors import IntegrityError
+from imagebuilder.errors import IntegrityError, NotFound
 from imagebuilder.ids import sha256_json
-from imagebuilder.oci.layer import LAYER_FORMAT, Compression, LayerBlob
+from imagebuilder.oci.layer import LAYER_FORMAT, Compression, Entry, LayerBlob
 from imagebuilder.records import check_schema, schema_id
 from imagebuilder.store.base import Store
 from imagebuilder.testhooks import kill_point
@@ -48,6 +49,32 @@ def layer_key(
             "compression": compression.name,
             "level": compression.level,
             "format": {"version": LAYER_FORMAT, "epoch": epoch, "pyc": pyc},
+        }
+    )
+
+
+def generated_key(entries: Sequence[Entry], compression: Compression, epoch: int) -> str:
+    """The layer key of a layer made from in-memory entries (the env's metadata layer): its
+    exact content, compression and level, layer format and epoch, so a known one is never
+    tarred or compressed again."""
+    members = [
+        [
+            e.path,
+            e.kind,
+            e.target,
+            e.executable,
+            hashlib.sha256(e.data).hexdigest() if e.data is not None else None,
+        ]
+        for e in entries
+    ]
+    if any(e.kind == "file" and e.data is None for e in entries):
+        raise ValueError("generated layers hold in-memory files only")
+    return sha256_json(
+        {
+            "generated": members,
+            "compression": compression.name,
+            "level": compression.level,
+            "format": {"version": LAYER_FORMAT, "epoch": epoch},
         }
     )
 
@@ -97,8 +124,10 @@ class LayerRecord:
 def get(store: Store, key: str) -> LayerRecord | None:
     """The record for `key` when both it and its blob are in the store."""
     rk = record_key(key)
-    try:
-        raw = store.get_bytes(rk) if store.exists(rk) else None
+    try:  # one read, no exists() first: on S3 that is one request per layer instead of two
+        raw = store.get_bytes(rk)
+    except NotFound:
+        raw = None
     except Exception:  # noqa: BLE001 - a vanished record is a miss, the layer is rebuilt
         raw = None
     if raw is None:
@@ -112,6 +141,16 @@ def get(store: Store, key: str) -> LayerRecord | None:
     if not store.exists(blob_key(rec.blob.digest)):
         return None  # the blob was collected: build the layer again
     return rec
+
+
+def get_many(store: Store, keys: Sequence[str], jobs: int = 8) -> list[LayerRecord | None]:
+    """`get` for several keys; in parallel when the store is remote (S3: each is a round trip)."""
+    if len(keys) < 2 or getattr(store, "root", None) is not None:  # a local folder
+        return [get(store, k) for k in keys]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(keys))) as pool:
+        return list(pool.map(lambda k: get(store, k), keys))
 
 
 def temp_blob(store: Store) -> tuple[BinaryIO, Path]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from imagebuilder.oci.image import Artifact, BlobSource, Descriptor, ImageIndex
@@ -105,6 +104,8 @@ class RegistrySink:
     def _push_blobs(self, client: RegistryClient, blobs: list[tuple[Descriptor, BlobSource]]):
         if not blobs:
             return
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(blobs)))
         try:
             futures = [pool.submit(self._push_blob, client, d, s) for d, s in blobs]
