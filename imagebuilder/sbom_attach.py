@@ -12,6 +12,10 @@ image again writes nothing new.
   untagged, in index.json, where referrer-aware tools (oras `discover --oci-layout`) find it
   by its `subject`;
 - docker-archive: no place for artifacts; skipped.
+
+A re-push costs no SBOM build: when the image already has this env's SBOM attached (found by
+its subject and the `dev.imgbuild.full_id` annotation, and its manifest is there), nothing is
+built or written. A first push (no such referrer) always builds and attaches it.
 """
 
 from __future__ import annotations
@@ -75,24 +79,77 @@ def attach_sboms(sink, artifact, envs, store) -> list[dict]:
         return []
     out = []
     for env, img in _pairs(artifact, envs):
-        sbom = build_sbom(env, store)
-        subject = {"mediaType": img.media_type, "digest": img.digest, "size": len(img.manifest)}
-        notes = annotations(env)
         if kind == "RegistrySink":
-            from imagebuilder.registry.artifacts import Subject, push_artifact
-
-            desc = push_artifact(
-                sink.client,
-                sink.repo,
-                Subject(img.media_type, img.digest, len(img.manifest)),
-                MEDIA_TYPE,
-                [(MEDIA_TYPE, sbom)],
-                notes,
+            desc = _attached_in_registry(sink, img.digest, env) or _push_registry(
+                sink, img, env, store
             )
         else:
-            desc = _write_layout(Path(sink.root), sbom, subject, notes)
+            root = Path(sink.root)
+            desc = _attached_in_layout(root, img.digest, env) or _write_layout(
+                root,
+                build_sbom(env, store),
+                {"mediaType": img.media_type, "digest": img.digest, "size": len(img.manifest)},
+                annotations(env),
+            )
         out.append({**desc, "subject": img.digest, "arch": env.arch})
     return out
+
+
+def _is_ours(desc: dict, env) -> bool:
+    return (
+        desc.get("artifactType") == MEDIA_TYPE
+        and (desc.get("annotations") or {}).get("dev.imgbuild.full_id") == env.full_id
+    )
+
+
+def _attached_in_registry(sink, subject: str, env) -> dict | None:
+    """The descriptor of this env's SBOM already referring to `subject`, if its manifest is
+    there (a fallback tag index may outlive a deleted artifact)."""
+    from imagebuilder.registry.artifacts import referrers
+
+    client = sink.client
+    for desc in referrers(client, sink.repo, subject, MEDIA_TYPE):
+        if (
+            _is_ours(desc, env)
+            and client.manifest_digest(sink.repo, desc["digest"]) == desc["digest"]
+        ):
+            return _descriptor(desc)
+    return None
+
+
+def _push_registry(sink, img, env, store) -> dict:
+    from imagebuilder.registry.artifacts import Subject, push_artifact
+
+    return push_artifact(
+        sink.client,
+        sink.repo,
+        Subject(img.media_type, img.digest, len(img.manifest)),
+        MEDIA_TYPE,
+        [(MEDIA_TYPE, build_sbom(env, store))],
+        annotations(env),
+    )
+
+
+def _attached_in_layout(root: Path, subject: str, env) -> dict | None:
+    """The index.json entry of this env's SBOM for `subject`, if its manifest blob is there."""
+    from imagebuilder.oci.layout import read_blob, read_index
+
+    for desc in read_index(root).get("manifests", []):
+        if desc.get("mediaType") != MT_MANIFEST or not _is_ours(desc, env):
+            continue
+        try:
+            man = json.loads(read_blob(root, desc["digest"]))
+        except (OSError, ValueError):
+            continue
+        if (man.get("subject") or {}).get("digest") == subject:
+            return _descriptor(desc)
+    return None
+
+
+def _descriptor(desc: dict) -> dict:
+    """The keys a freshly attached SBOM reports, so a re-push prints the same JSON."""
+    keys = ("mediaType", "digest", "size", "artifactType", "annotations")
+    return {k: desc[k] for k in keys if k in desc}
 
 
 def _write_layout(root: Path, sbom: bytes, subject: dict, notes: dict[str, str]) -> dict:
@@ -139,14 +196,8 @@ def layout_referrers(root: Path, digest: str, artifact_type: str | None = MEDIA_
     return out
 
 
-def attach_for_push(ui, sink, artifact, env_ref: str, arches) -> list[dict]:
-    """`imgbuild push`'s step after the image is written: the envs it baked, their SBOMs."""
-    from imagebuilder.catalog import find_envs
-    from imagebuilder.store import open_store
-
-    cfg = ui.config()
-    store = open_store(cfg.store, cfg)
-    envs = [e for e in find_envs(store, env_ref) if not arches or e.arch in arches]
+def attach_for_push(ui, sink, artifact, envs, store) -> list[dict]:
+    """`imgbuild push`'s step after the image is written: the SBOMs of the envs it baked."""
     out = attach_sboms(sink, artifact, envs, store)
     for d in out:
         ui.info(f"sbom {d['arch']}: {d['digest'][:19]} -> {d['subject'][:19]}")

@@ -41,14 +41,14 @@ def _options(fn):
     return click.argument("env_ref", metavar="ENV", required=False)(fn)
 
 
-def _bake(ui: Ui, env_ref, base, compression, user, arches):
+def _bake(ui: Ui, cfg, env_ref, base, compression, user, arches):
+    """(store, envs, baked): the envs are read once and handed on (SBOMs), not read again."""
     from imagebuilder.bake import BakeOptions, bake, source_date_epoch
     from imagebuilder.catalog import find_envs
     from imagebuilder.errors import NotFound, UsageError
     from imagebuilder.ids import AliasRef, parse_env_ref
     from imagebuilder.store import open_store
 
-    cfg = ui.config()
     store = open_store(cfg.store, cfg)
     if env_ref:
         ref = parse_env_ref(env_ref)
@@ -76,7 +76,7 @@ def _bake(ui: Ui, env_ref, base, compression, user, arches):
     baked = bake(envs, store, opts, cfg, ref if isinstance(ref, AliasRef) else None, ui.info)
     for w in baked.warnings:
         ui.warn(w)
-    return cfg, baked
+    return store, envs, baked
 
 
 def _this_request(cfg, store):
@@ -109,17 +109,18 @@ def push(ui: Ui, env_ref, sink, base, compression, user, arches) -> None:
     """
     from imagebuilder.oci.sink import parse_sink
 
+    cfg = ui.config()  # read once: every step below uses the same configuration
     # the sink first: a typo in --to or a registry that does not answer fails before a bake
     # that may take minutes (and before anything is written to the store)
-    target = parse_sink(sink, ui.config())
+    target = parse_sink(sink, cfg)
     ping = getattr(getattr(target, "client", None), "ping", None)
     if ping is not None:
         ping()
-    cfg, baked = _bake(ui, env_ref, base, compression, user, arches)
+    store, envs, baked = _bake(ui, cfg, env_ref, base, compression, user, arches)
     written = target.write(baked.artifact, baked.tags)
     from imagebuilder.sbom_attach import attach_for_push  # SBOM artifacts (issue 9)
 
-    sboms = attach_for_push(ui, target, baked.artifact, env_ref, arches)
+    sboms = attach_for_push(ui, target, baked.artifact, envs, store)
     data = {
         **written.to_json(),
         "tags": list(baked.tags),
@@ -142,8 +143,9 @@ def image(ui: Ui, env_ref, sink, base, compression, user, arches) -> None:
     """
     from imagebuilder.oci.sink import parse_sink
 
-    target = parse_sink(sink, ui.config())  # a bad --to fails before the bake
-    cfg, baked = _bake(ui, env_ref, base, compression, user, arches)
+    cfg = ui.config()
+    target = parse_sink(sink, cfg)  # a bad --to fails before the bake
+    _, _, baked = _bake(ui, cfg, env_ref, base, compression, user, arches)
     refs = [target.ref(t) for t in baked.tags]
     data = {"digest": baked.digest, "refs": refs, "tags": list(baked.tags), "sink": target.name}
     emit(ui, data, lambda d: "\n".join(f"{r}@{d['digest']}" for r in d["refs"]))
