@@ -27,7 +27,7 @@ from imagebuilder.oci.base import Base, open_base
 from imagebuilder.oci.image import Artifact, Descriptor, Layer, Platform, append, make_index
 from imagebuilder.oci.layer import Compression, Entry, entry_for, member_content, write_layer
 from imagebuilder.oci.plan import LayerGroup, PlanItem, Rules, check_collisions, plan_layers
-from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version
+from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version, stage
 from imagebuilder.testhooks import kill_point
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -169,8 +169,6 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
     with workdir or contextlib.nullcontext() as tmp:
         if missing:
             from concurrent.futures import ThreadPoolExecutor
-
-            from imagebuilder.stage import stage
 
             pkgs = [by_ident[m.ident] for g in missing for m in g.members]
             t0 = time.perf_counter()
