@@ -78,18 +78,22 @@ def push(rig, store_env, tmp_path, isolated):
     )
     _cli(["alias", env.full_id[:16], "team/noop:v1"], env_vars)
 
-    def run_push():
+    def run_push(imports: list | None = None):
+        """The push's JSON; with `imports` (a list), also the modules it imported."""
         args = ["push", "team/noop:v1", "--to", f"docker://{reg}/{repo}"]
         args += ["--base", f"{reg}/{base_repo}:bookworm", "--json"]
-        return json.loads(_cli(args, env_vars).stdout)
+        r = _cli(args, env_vars, ["-X", "importtime"] if imports is not None else [])
+        if imports is not None:
+            imports += [ln.rsplit("|", 1)[-1].strip() for ln in r.stderr.splitlines() if "|" in ln]
+        return json.loads(r.stdout)
 
     run_push.repo, run_push.base_repo, run_push.client = repo, base_repo, client
     return run_push
 
 
-def _cli(args, env) -> subprocess.CompletedProcess:
+def _cli(args, env, pyflags=()) -> subprocess.CompletedProcess:
     r = subprocess.run(
-        [sys.executable, "-m", "imagebuilder", *map(str, args)],
+        [sys.executable, *pyflags, "-m", "imagebuilder", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
@@ -125,8 +129,12 @@ def test_repeat_push_sends_no_blob_request_and_no_write(rig, push):
     assert first["bytes_written"] > 0 and first["sboms"], first  # the SBOM, on a first push
     assert referrers(push.client, push.repo, first["digest"], CDX)
     mark = log.mark()
-    again = push()
+    imported: list[str] = []
+    again = push(imported)
     assert again["digest"] == first["digest"] and again["refs"] == first["refs"]
+    heavy = ("jsonschema", "cyclonedx", "packageurl", "requests", "docker", "rattler", "boto3")
+    assert [m for m in imported if m.split(".")[0] in heavy] == []
+    assert "imagebuilder.registry.http" in imported  # the check sees what was imported
     assert again["sboms"] == first["sboms"] and again["bytes_written"] == 0
     requests = log.requests(mark)
     mine, base = _in(push.repo, requests), _in(push.base_repo, requests)
