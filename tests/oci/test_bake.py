@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_wheel, run_cli
+from ocikit import make_wheel, run_cli
 
 from imagebuilder.bake import BakeOptions, bake
 from imagebuilder.ids import AliasRef, short

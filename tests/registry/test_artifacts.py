@@ -7,7 +7,7 @@ import json
 import shutil
 import subprocess
 
-from conftest import tiny_image
+from regkit import tiny_image
 
 from imagebuilder.oci.registry import registry_sink
 from imagebuilder.registry.artifacts import (

@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import PASSWORD, USER, auth_entry, blob, docker_config, write_helper
+from regkit import PASSWORD, USER, auth_entry, blob, docker_config, write_helper
 
 from ci.services.registry_proxy import Rule
 from imagebuilder.errors import IntegrityError, NotFound, Unavailable

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.rig
 
 
 def _oci_fixtures():
-    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/conftest.py")
+    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/ocikit.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -228,7 +228,7 @@ def test_run_engine_down_is_clear(R, store_env, cli_env, tmp_path):
 def test_cli_push_with_auth_and_no_secret_leaks(
     R, kind, store_env, cli_env, basic_registry, token_registry, helper_path
 ):
-    from conftest import PASSWORD, USER, docker_config, write_helper
+    from regkit import PASSWORD, USER, docker_config, write_helper
 
     _, env = store_env
     reg = basic_registry if kind == "basic" else token_registry

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.rig
 
 
 def _oci_fixtures():
-    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/conftest.py")
+    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/ocikit.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import auth_entry, docker_config, write_helper
+from regkit import auth_entry, docker_config, write_helper
 
 from imagebuilder.errors import BadInput
 from imagebuilder.registry.credentials import find_credential

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import tiny_image
+from regkit import tiny_image
 
 from ci.services.registry_proxy import Rule
 from imagebuilder.errors import BadInput, Conflict, NotFound, Unavailable

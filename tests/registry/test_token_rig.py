@@ -7,7 +7,7 @@ import base64
 import json
 import sys
 
-from conftest import ROOT, blob
+from regkit import ROOT, blob
 
 from imagebuilder.registry.client import RegistryClient
 from imagebuilder.registry.upload import upload_blob
