@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json as _json
+import os
 import select
 import socket
 import ssl
@@ -290,6 +291,8 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 
 
 def _proxy_for(scheme: str, host: str, port: int) -> str | None:
+    if not any(k[-6:].lower() == "_proxy" for k in os.environ):
+        return None  # the common case, without importing urllib.request (~5 ms)
     from urllib.request import getproxies_environment, proxy_bypass_environment
 
     proxies = getproxies_environment()
