@@ -125,31 +125,16 @@ class _Tree:
             self.resolve(name, target)
 
     def resolve(self, name: str, target: str) -> None:
-        if target.startswith("/") or "\0" in target:
-            raise _fail(self.archive, f"symlink {name!r} points to absolute path {target!r}")
-        stack = name.split("/")[:-1]
-        todo = target.split("/")
-        hops = 0
-        while todo:
-            comp = todo.pop(0)
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if not stack:
-                    raise _fail(self.archive, f"symlink {name!r} -> {target!r} leaves the package")
-                stack.pop()
-                continue
-            stack.append(comp)
-            cur = "/".join(stack)
-            if cur in self.links and cur != name:
-                hops += 1
-                if hops > 40:
-                    raise _fail(self.archive, f"symlink {name!r} loops")
-                nxt = self.links[cur]
-                if nxt.startswith("/"):
-                    raise _fail(self.archive, f"symlink {cur!r} points to absolute path {nxt!r}")
-                stack.pop()
-                todo = nxt.split("/") + todo
+        from imagebuilder.pathcheck import ABSOLUTE, LEAVES, link_escape
+
+        e = link_escape(name, target, self.links)
+        if e is None:
+            return
+        if e.kind == ABSOLUTE:
+            raise _fail(self.archive, f"symlink {e.link!r} points to absolute path {e.target!r}")
+        if e.kind == LEAVES:
+            raise _fail(self.archive, f"symlink {name!r} -> {target!r} leaves the package")
+        raise _fail(self.archive, f"symlink {name!r} loops")
 
 
 # --- tar streams -----------------------------------------------------------------------------

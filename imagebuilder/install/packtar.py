@@ -206,25 +206,11 @@ class _Extractor:
     def check_links(self) -> None:
         """After the last member: every symlink, followed through the others, stays inside
         (each one alone may look inside: `a -> ..` then `b -> a/..` climbs out when followed)."""
+        from imagebuilder.pathcheck import link_escape
+
         for name, target in sorted(self.links.items()):
-            stack, todo, hops = name.split("/")[:-1], target.split("/"), 0
-            while todo:
-                comp = todo.pop(0)
-                if comp in ("", "."):
-                    continue
-                if comp == "..":
-                    if not stack:
-                        raise _bad(self.pack, name, f"links outside the prefix ({target})")
-                    stack.pop()
-                    continue
-                stack.append(comp)
-                nxt = self.links.get("/".join(stack))
-                if nxt is not None:
-                    hops += 1
-                    if hops > 40 or nxt.startswith("/"):
-                        raise _bad(self.pack, name, f"links outside the prefix ({target})")
-                    stack.pop()
-                    todo = nxt.split("/") + todo
+            if link_escape(name, target, self.links) is not None:
+                raise _bad(self.pack, name, f"links outside the prefix ({target})")
 
     def _drain(self, limit: int) -> None:
         while self.pending and (self.inflight > limit or self.pending[0][0].done()):
