@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import io
 import json
 import os
@@ -86,11 +85,12 @@ class _Tree:
             not n
             or raw.startswith("/")
             or "\0" in raw
-            or any(p in ("", "..") for p in parts)
+            or "" in parts
+            or ".." in parts
             or (len(n) > 1 and n[1] == ":")
         ):
             raise _fail(self.archive, f"member {raw!r} has an unsafe path")
-        return "/".join(p for p in parts if p != ".")
+        return "/".join(p for p in parts if p != ".") if "." in parts else n
 
     def add(self, name: str, size: int) -> None:
         if name in self.seen:
@@ -115,6 +115,8 @@ class _Tree:
 
     def finish(self) -> None:
         """After the last member: links and paths must resolve inside the package."""
+        if not self.links:
+            return
         for name in sorted(self.seen):
             # Nothing may be written *through* a symlink (a parent that is a link).
             parts = name.split("/")
@@ -276,17 +278,18 @@ def _walk_zip(tree: _Tree, z: zipfile.ZipFile, hash_files: bool) -> None:
             and zi.file_size > MAX_RATIO * zi.compress_size
         ):
             raise _fail(tree.archive, f"decompression bomb: member {name!r}")
-    for zi in z.infolist():
-        if zi.is_dir():
-            continue
-        digest = None
-        if hash_files:
-            h = hashlib.sha256()
-            with z.open(zi) as f:
-                for chunk in iter(lambda: f.read(_CHUNK), b""):  # noqa: B023
-                    h.update(chunk)
-            digest = h.hexdigest()
-        tree.files[tree.name(zi.filename)] = (digest, zi.file_size)
+    if hash_files:
+        from imagebuilder.zipscan import ZipScanError, member_digests
+
+        try:
+            for zi, digest in member_digests(z, z.infolist()):
+                tree.files[tree.name(zi.filename)] = (digest, zi.file_size)
+        except ZipScanError as e:
+            raise _fail(tree.archive, f"cannot read ({e})") from None
+    else:
+        for zi in z.infolist():
+            if not zi.is_dir():
+                tree.files[tree.name(zi.filename)] = (None, zi.file_size)
     tree.finish()
 
 

@@ -2,20 +2,27 @@
 
 `scan(stream)` yields one `Member` per entry (name, type, mode, size, link target) with the
 sha256 of a regular file's content computed on the way. It understands ustar, GNU long names
-(L/K) and PAX headers (path, linkpath, size) — what conda, wheel and sdist tools write — and
-reads the stream in 1 MiB chunks: Python's tarfile costs several times the decompression
-itself on packages with thousands of small files, which made checking dominate caching.
+(L/K) and PAX headers (path, linkpath, size) — what conda, wheel and sdist tools write.
 Anything it does not understand is reported as a TarError, never skipped.
+
+Why not tarfile: checking a package decompresses all of it anyway, and Python-level work per
+member (tarfile's, or a bytes copy of every chunk) cost as much again as the decompression. Here
+the decompressor writes straight into one reused buffer (`readinto`), headers are parsed from
+it and file contents are hashed from memoryviews of it: no bytes object per chunk, and the
+data is still in the CPU cache when it is hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 BLOCK = 512
-_READ = 1 << 20
+# 256 KiB: big enough that per-call overhead vanishes, small enough to stay in L2 between the
+# decompressor writing it and sha256 reading it (measured: 1 MiB is ~10% slower).
+_BUF = 256 << 10
+_MAX_HEADER_DATA = 1 << 20  # PAX / GNU long-name records bigger than this are not real
 _ZERO = bytes(BLOCK)
 
 FILE, HARDLINK, SYMLINK, DIR, SPECIAL = "file", "hardlink", "symlink", "dir", "special"
@@ -36,8 +43,7 @@ class TarError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):  # a tuple: built once per member, thousands per package
     name: str
     kind: str
     mode: int
@@ -47,81 +53,62 @@ class Member:
     data: bytes | None = None  # kept only for names the caller asked for
 
 
-class _Buffered:
-    def __init__(self, stream) -> None:
-        self.stream = stream
-        self.buf = bytearray()
-        self.pos = 0
-        self._scratch: bytearray | None = None
+class _Reader:
+    """The stream's bytes through one buffer: [pos, end) is what is read and not consumed."""
 
-    def _fill(self, n: int) -> bool:
-        while len(self.buf) - self.pos < n:
-            chunk = self.stream.read(_READ)
-            if not chunk:
+    def __init__(self, stream) -> None:
+        self.buf = bytearray(_BUF)
+        self.mv = memoryview(self.buf)
+        self.pos = self.end = 0
+        readinto = getattr(stream, "readinto", None)
+        self._readinto = readinto if readinto is not None else _readinto_from_read(stream)
+
+    def fill(self, need: int) -> bool:
+        """At least `need` (<= _BUF) bytes between pos and end; False at end of stream."""
+        if self.end - self.pos >= need:
+            return True
+        rem = self.end - self.pos
+        if rem:
+            self.mv[:rem] = self.mv[self.pos : self.end]  # memoryview copy: memmove-safe
+        self.pos, self.end = 0, rem
+        while self.end < need:
+            n = self._readinto(self.mv[self.end :])
+            if not n:
                 return False
-            if self.pos:
-                del self.buf[: self.pos]
-                self.pos = 0
-            self.buf += chunk
+            self.end += n
         return True
 
     def take(self, n: int) -> bytes:
-        if not self._fill(n):
-            raise TarError("truncated tar stream")
-        out = bytes(self.buf[self.pos : self.pos + n])
-        self.pos += n
-        return out
-
-    def feed(self, n: int, sink) -> None:
-        """Pass n bytes to sink(memoryview) without building one big bytes object."""
-        while n:
-            if self.pos >= len(self.buf) and not self._fill(1):
+        if n <= _BUF:
+            if not self.fill(n):
                 raise TarError("truncated tar stream")
-            k = min(n, len(self.buf) - self.pos)
-            with memoryview(self.buf) as mv:
-                sink(mv[self.pos : self.pos + k])
+            out = bytes(self.mv[self.pos : self.pos + n])
+            self.pos += n
+            return out
+        parts: list[bytes] = []
+        self.feed(n, parts.append, copy=True)
+        return b"".join(parts)
+
+    def feed(self, n: int, sink=None, copy: bool = False) -> None:
+        """Consume n bytes, passing each buffered piece to sink (a memoryview, or bytes)."""
+        while n:
+            if self.pos == self.end and not self.fill(1):
+                raise TarError("truncated tar stream")
+            k = min(n, self.end - self.pos)
+            if sink is not None:
+                piece = self.mv[self.pos : self.pos + k]
+                sink(bytes(piece) if copy else piece)
             self.pos += k
             n -= k
 
-    def skip(self, n: int, sink=None) -> None:
-        """Consume n bytes, passing them to sink if given. Past what is buffered, read straight
-        from the stream into one scratch buffer: no copy into the header buffer, no new bytes
-        objects (most of a package is file data we only skip or hash)."""
-        avail = len(self.buf) - self.pos
-        if n <= avail:
-            if sink is not None:
-                with memoryview(self.buf) as mv:
-                    sink(mv[self.pos : self.pos + n])
-            self.pos += n
-            return
-        if avail:
-            if sink is not None:
-                with memoryview(self.buf) as mv:
-                    sink(mv[self.pos :])
-            n -= avail
-        self.buf.clear()
-        self.pos = 0
-        readinto = getattr(self.stream, "readinto", None)
-        if readinto is None:
-            self.feed(n, sink or _discard)
-            return
-        if self._scratch is None:
-            self._scratch = bytearray(_READ)
-        with memoryview(self._scratch) as scratch:
-            while n:
-                k = readinto(scratch[: min(n, _READ)])
-                if not k:
-                    raise TarError("truncated tar stream")
-                if sink is not None:
-                    sink(scratch[:k])
-                n -= k
 
-    def at_end(self) -> bool:
-        return not self._fill(1)
+def _readinto_from_read(stream):
+    def readinto(mv) -> int:
+        data = stream.read(len(mv))
+        mv[: len(data)] = data
+        return len(data)
 
-
-def _discard(_data) -> None:
-    pass
+    return readinto
 
 
 def _num(field: bytes) -> int:
@@ -164,23 +151,28 @@ def _pax(data: bytes) -> dict[str, str]:
 def scan(stream, keep: frozenset[str] = frozenset(), hash_files: bool = True) -> Iterator[Member]:
     """Members of the tar stream; `keep` names files whose bytes are returned too;
     `hash_files=False` skips content hashing (sha256 is then None)."""
-    r = _Buffered(stream)
+    r = _Reader(stream)
     long_name = long_link = None
     pax: dict[str, str] = {}
+    sha256 = hashlib.sha256
     while True:
-        if r.at_end():
+        if not r.fill(BLOCK):
+            if r.end != r.pos:
+                raise TarError("truncated tar stream")
             return  # tolerated: streams that end without the two zero blocks
-        hdr = r.take(BLOCK)
+        hdr = bytes(r.mv[r.pos : r.pos + BLOCK])
+        r.pos += BLOCK
         if hdr == _ZERO:
             return
-        chk = _num(hdr[148:156])
-        if chk != sum(hdr[:148]) + 256 + sum(hdr[156:]):
+        if _num(hdr[148:156]) != sum(hdr) - sum(hdr[148:156]) + 256:
             raise TarError("bad header checksum")
         flag = hdr[156:157]
         size = _num(hdr[124:136])
         if flag in (b"L", b"K", b"x", b"g"):
+            if not 0 <= size <= _MAX_HEADER_DATA:
+                raise TarError(f"{size}-byte extended header")
             data = r.take(size)
-            r.take(-size % BLOCK)
+            r.feed(-size % BLOCK)
             if flag == b"L":
                 long_name = _str(data)
             elif flag == b"K":
@@ -194,30 +186,35 @@ def scan(stream, keep: frozenset[str] = frozenset(), hash_files: bool = True) ->
             if prefix:
                 name = f"{prefix}/{name}"
         linkname = _str(hdr[157:257])
-        name = pax.get("path", long_name or name)
-        linkname = pax.get("linkpath", long_link or linkname)
-        if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError:
-                raise TarError("bad PAX size") from None
-        long_name = long_link = None
-        pax = {}
+        if pax or long_name or long_link:
+            name = pax.get("path", long_name or name)
+            linkname = pax.get("linkpath", long_link or linkname)
+            if "size" in pax:
+                try:
+                    size = int(pax["size"])
+                except ValueError:
+                    raise TarError("bad PAX size") from None
+            long_name = long_link = None
+            pax = {}
+        if size < 0:
+            raise TarError(f"negative size for {name!r}")
         kind = _TYPES.get(flag)
         if kind is None:
             raise TarError(f"unsupported member type {flag!r} for {name!r}")
         mode = _num(hdr[100:108])
         digest = body = None
         if kind == FILE:
-            h = hashlib.sha256() if hash_files else None
-            if name.lstrip("./") in keep:
+            h = sha256() if hash_files else None
+            if keep and name.lstrip("./") in keep:
                 body = r.take(size)
                 if h is not None:
                     h.update(body)
             else:
-                r.skip(size, h.update if h is not None else None)
-            digest = h.hexdigest() if h is not None else None
-        elif size:
-            r.skip(size)
-        r.take(-size % BLOCK)
-        yield Member(name, kind, mode, size if kind == FILE else 0, linkname, digest, body)
+                r.feed(size, h.update if h is not None else None)
+            if h is not None:
+                digest = h.hexdigest()
+            r.feed(-size % BLOCK)
+            yield Member(name, kind, mode, size, linkname, digest, body)
+        else:
+            r.feed(size + (-size % BLOCK))
+            yield Member(name, kind, mode, 0, linkname)
