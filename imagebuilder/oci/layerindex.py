@@ -12,7 +12,6 @@ and which packages have link scripts that never ran.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -156,11 +155,10 @@ def get_many(store: Store, keys: Sequence[str], jobs: int = 8) -> list[LayerReco
 def temp_blob(store: Store) -> tuple[BinaryIO, Path]:
     """An open temp file for a new blob, on the store's filesystem when the store is local
     (then publishing is a hard link, not a copy)."""
-    root = getattr(store, "root", None)
-    d = Path(root) / ".tmp" if root is not None else None
-    if d is not None:
-        d.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="layer-", suffix=".blob", dir=d)
+    if hasattr(store, "temp_path"):
+        path = store.temp_path("layer-", ".blob")
+        return open(path, "wb"), path  # noqa: SIM115 - the caller closes it
+    fd, name = tempfile.mkstemp(prefix="layer-", suffix=".blob")
     return os.fdopen(fd, "wb"), Path(name)
 
 
@@ -169,8 +167,8 @@ def put(store: Store, record: LayerRecord, tmp_blob: Path) -> LayerRecord:
     (another compressor), its record stands and ours is dropped: return the one in force."""
     key = blob_key(record.blob.digest)
     if not store.exists(key):
-        if hasattr(store, "root"):
-            _link_into(store, key, tmp_blob)
+        if hasattr(store, "adopt"):  # a local store: the temp file becomes the blob, no copy
+            store.adopt(key, tmp_blob)
         else:
             store.put_file(key, tmp_blob)
     kill_point("bake.record")  # testhooks: the blob is stored, its layer record is not
@@ -180,20 +178,6 @@ def put(store: Store, record: LayerRecord, tmp_blob: Path) -> LayerRecord:
         if existing is not None:
             return existing
     return record
-
-
-def _link_into(store, key: str, tmp: Path) -> None:
-    """LocalStore publish without a copy: fsync, make readable, hard-link (first writer wins)."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o644)
-    final = Path(store.root) / key
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.link(tmp, final)
 
 
 @dataclass(frozen=True)

@@ -136,14 +136,36 @@ class LocalStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def _publish(self, tmp: str, key: str) -> bool:
+    def temp_path(self, prefix: str = "adopt-", suffix: str = "") -> Path:
+        """A fresh empty file in the store's own temp folder, for `adopt`."""
+        fd, tmp = tempfile.mkstemp(dir=self._tmpdir(), prefix=prefix, suffix=suffix)
+        os.close(fd)
+        return Path(tmp)
+
+    def adopt(self, key: str, tmp: str | os.PathLike) -> bool:
+        """Publish a file the caller wrote (a layer blob streamed straight to disk) under `key`
+        without copying it: fsync, make readable, hard-link (first writer wins, like put_file).
+        `tmp` must be in this store's temp folder (`temp_path`), else it is copied. The temp
+        name is removed either way. True if this call stored the object."""
+        tmp = Path(tmp)
+        try:
+            if tmp.parent != self.root / TMP:
+                return self.put_file(key, tmp)
+            if self.exists(key):
+                return False
+            return self._publish(str(tmp), key, kill=None)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _publish(self, tmp: str, key: str, kill: str | None = "store.put") -> bool:
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         os.chmod(tmp, 0o644)
-        kill_point("store.put")
+        if kill:
+            kill_point(kill)  # adopt: the caller's own point covers "complete in a temp file"
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
