@@ -1,7 +1,7 @@
 """HTTP client for one registry (OCI distribution spec v2): auth, retries, clear errors.
 
-HTTP through http.py (the standard library's http.client; importing requests cost a third of
-a no-op push), not oras-py: we need per-request token scopes (cross-repository mounts need
+HTTP through http.py (a thin facade over urllib3; importing requests cost a third of a no-op
+push), not oras-py: we need per-request token scopes (cross-repository mounts need
 pull on the source repository), credential helpers, retries around whole upload sessions,
 manifests as exact bytes of any media type, and the referrers API — oras-py's Registry does
 its own auth and re-serializes manifests (LOCAL-SERVICES.md), so it would be bypassed for

@@ -1,39 +1,42 @@
-"""A small HTTP/1.1 client over the standard library's http.client, for registry calls.
+"""HTTP for registry calls: a thin requests-like facade over urllib3.
 
-Why not requests: importing it (urllib3, charset_normalizer, idna, cookies...) costs ~0.15 s
-of CPU, a third of a no-op `imgbuild push`, and the registry protocol uses little of it. This
-module keeps the part of requests' API the registry code uses (Session.request, Response with
-status_code/headers/content/text/json()/raw, ConnectionError/Timeout/SSLError) and what
-requests did for it:
-- keep-alive: one connection per (scheme, host, port) per Session (one Session per thread, as
-  before); an idle connection the server closed is noticed before reuse and replaced;
-- TLS verified against the CA bundle (`verify`: a file, True = certifi's bundle like requests,
-  False = no verification for --insecure registries), SNI and hostname checks by ssl;
-- (connect, read) timeouts; request bodies as bytes, forms, or file-like objects with len();
-- proxies from the environment (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY, NO_PROXY; an `http://`
-  proxy, CONNECT tunnel for https), Proxy-Authorization from the proxy URL's user info;
-- redirects of GET/HEAD (blob downloads go to storage backends), Authorization dropped when
-  the redirect leaves the host;
-- bodies are never decoded (Accept-Encoding: identity): blobs stream as their exact bytes.
+Why not requests: importing it (charset_normalizer, idna, cookies...) cost ~0.15 s of CPU, a
+third of a no-op `imgbuild push`; urllib3 under it costs ~50 ms more than http.client alone
+and does the work: keep-alive pools (an idle connection the server closed is replaced before
+reuse), TLS, (connect, read) timeouts, proxies (CONNECT for https; `http://` or `https://`
+proxy URLs), redirects dropping Authorization across hosts, streaming. This module keeps the
+part of requests' API the registry code uses (Session.request, Response with status_code/
+headers/content/text/json()/raw, ConnectionError/Timeout/SSLError) and adds what urllib3
+leaves to its callers:
+- `verify`: a CA file, True = certifi's bundle (as requests), False = unverified (--insecure);
+  one SSLContext per bundle, built on first https use (plain-HTTP registries never load one);
+- proxies from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY, Proxy-Authorization from the
+  proxy URL's user info;
+- only GET/HEAD follow redirects (blob downloads go to storage backends); no other retry: the
+  registry client retries whole operations (client.py, upload.py);
+- bodies are never decoded: blobs stream as their exact bytes.
 Unlike requests, ~/.netrc is not read: registry credentials come from credentials.py only.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json as _json
 import os
-import select
-import socket
 import ssl
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
+import urllib3
+from urllib3.exceptions import HTTPError as _Urllib3Error
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProxyError
+
 MAX_REDIRECTS = 10
 BLOCKSIZE = 1 << 20  # bytes per send() of a streamed request body
+TIMEOUTS = (urllib3.exceptions.TimeoutError, TimeoutError)
+POOL_SIZE = 8  # connections kept per host per Session (a stream holds one while others run)
 
 
 class RequestException(OSError):
@@ -55,37 +58,30 @@ class SSLError(ConnectionError):
 class Response:
     """An answer. With stream=True the body is left in `raw` (a file-like object, read(n))."""
 
-    def __init__(
-        self,
-        url: str,
-        resp: http.client.HTTPResponse,
-        body: bytes | None,
-        conn: http.client.HTTPConnection | None = None,
-    ) -> None:
+    def __init__(self, url: str, resp: urllib3.BaseHTTPResponse, body: bytes | None) -> None:
         self.url = url
         self.status_code = resp.status
         self.reason = resp.reason
         self.headers = resp.headers  # case-insensitive .get() and `in`
         self.raw = resp
         self._content = body
-        self._conn = conn  # a streamed answer's own connection, closed with it
 
     @property
     def content(self) -> bytes:
         if self._content is None:
             try:
                 self._content = self.raw.read()
-            except (OSError, http.client.HTTPException) as e:
-                raise _wrap(e) from None
+            except (OSError, _Urllib3Error) as e:
+                raise _wrap(e, self.url) from None
             finally:
                 self.close()
         return self._content
 
     @property
     def text(self) -> str:
-        charset = self.headers.get_content_charset() or "utf-8"
+        _, _, charset = (self.headers.get("Content-Type") or "").partition("charset=")
         try:
-            return self.content.decode(charset, errors="replace")
+            return self.content.decode(charset.strip('"; ') or "utf-8", errors="replace")
         except LookupError:
             return self.content.decode("utf-8", errors="replace")
 
@@ -93,9 +89,9 @@ class Response:
         return _json.loads(self.content)  # ValueError when it is not JSON, as with requests
 
     def close(self) -> None:
-        self.raw.close()
-        if self._conn is not None:
-            self._conn.close()
+        if self._content is None:  # a stream left unread: its connection cannot be reused
+            self.raw.close()
+        self.raw.release_conn()
 
     def __enter__(self) -> Response:
         return self
@@ -108,7 +104,7 @@ class Session:
     def __init__(self) -> None:
         self.headers: dict[str, str] = {"Accept": "*/*"}
         self.verify: bool | str = True
-        self._conns: dict[tuple, http.client.HTTPConnection] = {}
+        self._managers: dict[tuple, urllib3.PoolManager] = {}
 
     def get(self, url: str, **kwargs) -> Response:
         return self.request("GET", url, **kwargs)
@@ -117,9 +113,9 @@ class Session:
         return self.request("POST", url, **kwargs)
 
     def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
+        for manager in self._managers.values():
+            manager.clear()
+        self._managers.clear()
 
     def request(
         self,
@@ -136,7 +132,8 @@ class Session:
         verify: bool | str | None = None,
     ) -> Response:
         if params:
-            url += ("&" if urlsplit(url).query else "?") + urlencode(list(_items(params)))
+            items = params.items() if isinstance(params, Mapping) else params
+            url += ("&" if urlsplit(url).query else "?") + urlencode(list(items))
         h = {**self.headers, **(headers or {})}
         if auth is not None:
             h["Authorization"] = _basic(*auth)
@@ -144,61 +141,63 @@ class Session:
             data = urlencode(list(data.items())).encode()
             h.setdefault("Content-Type", "application/x-www-form-urlencoded")
         elif data is not None and not isinstance(data, bytes | bytearray) and hasattr(data, "read"):
-            h["Content-Length"] = str(len(data))  # else http.client would send it chunked
-        verify = self.verify if verify is None else verify
-        for _ in range(MAX_REDIRECTS + 1):
-            r = self._send(method, url, data, h, timeout, stream, verify)
-            if not (allow_redirects and r.status_code in REDIRECTS and method in ("GET", "HEAD")):
-                return r
-            target = urljoin(url, r.headers.get("Location") or url)
-            r.close()
-            if urlsplit(target).netloc != urlsplit(url).netloc:
-                h = {k: v for k, v in h.items() if k.lower() != "authorization"}
-            url = target
-        raise ConnectionError(f"more than {MAX_REDIRECTS} redirects from {_where(url)}")
-
-    # --- one exchange ---------------------------------------------------------------------
-
-    def _send(self, method, url, data, headers, timeout, stream, verify) -> Response:
+            h["Content-Length"] = str(len(data))  # else urllib3 would send it chunked
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             raise ConnectionError(f"unsupported URL {_where(url)}")
-        port = parts.port or (443 if scheme == "https" else 80)
-        proxy = _proxy_for(scheme, parts.hostname, port)
-        key = (scheme, parts.hostname, port, proxy, verify)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        headers = dict(headers)
-        if proxy and scheme == "http":
-            target = f"http://{parts.netloc.rpartition('@')[2]}{target}"  # absolute form
-            auth = _proxy_auth(proxy)
-            if auth:
-                headers["Proxy-Authorization"] = auth
         connect_t, read_t = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        conn = self._conns.pop(key, None)
-        if conn is not None and _dropped(conn):
-            conn.close()
-            conn = None
+        redirect = allow_redirects and method in ("GET", "HEAD")
         try:
-            if conn is None:
-                conn = _connect(scheme, parts.hostname, port, proxy, verify, connect_t)
-            conn.sock.settimeout(read_t)
-            conn.request(method, target, body=data, headers=headers)
-            resp = conn.getresponse()
-            if stream:  # the connection goes with the answer, not back to the pool
-                return Response(url, resp, None, conn)
-            body = resp.read()
-        except (OSError, http.client.HTTPException) as e:
-            if conn is not None:
-                conn.close()
+            manager = self._manager(scheme, parts.hostname, parts.port, verify)
+            resp = manager.urlopen(
+                method,
+                url,
+                body=data,
+                headers=h,
+                redirect=redirect,
+                retries=urllib3.Retry(
+                    total=None, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS
+                ),
+                timeout=urllib3.Timeout(connect=connect_t, read=read_t),
+                preload_content=not stream,
+                decode_content=False,
+            )
+        except (OSError, _Urllib3Error) as e:
             raise _wrap(e, url) from None
-        if resp.will_close:
-            conn.close()
-        else:
-            self._conns[key] = conn
-        return Response(url, resp, body)
+        final = url
+        for hop in resp.retries.history if resp.retries else ():
+            if hop.redirect_location:
+                final = urljoin(final, hop.redirect_location)
+        return Response(final, resp, None if stream else resp.data)
+
+    def _manager(self, scheme: str, host: str, port: int | None, verify) -> urllib3.PoolManager:
+        verify = self.verify if verify is None else verify
+        proxy = _proxy_for(scheme, host, port or (443 if scheme == "https" else 80))
+        manager = self._managers.get((proxy, verify))
+        if manager is None:
+            # the context also serves redirects from http to https (verify=False costs nothing;
+            # a CA bundle is only in use for https registries)
+            ctx = _context(verify)
+            if verify is False:  # asked for (--insecure, insecure_registries): no warning per
+                # request; set per pool, as a test's catch_warnings() drops filters on its exit
+                warnings.filterwarnings(
+                    "ignore", category=urllib3.exceptions.InsecureRequestWarning
+                )
+            kw = {"num_pools": 4, "maxsize": POOL_SIZE, "blocksize": BLOCKSIZE, "ssl_context": ctx}
+            if proxy:
+                p = urlsplit(proxy)
+                auth = p.username and _basic(unquote(p.username), unquote(p.password or ""))
+                manager = urllib3.ProxyManager(
+                    proxy,
+                    proxy_headers={"Proxy-Authorization": auth} if auth else None,
+                    proxy_ssl_context=ctx,  # an https:// proxy is checked like the registry
+                    **kw,
+                )
+            else:
+                manager = urllib3.PoolManager(**kw)
+            self._managers[(proxy, verify)] = manager
+        return manager
 
 
 def request(method: str, url: str, **kwargs) -> Response:
@@ -226,15 +225,18 @@ _contexts: dict[bool | str, ssl.SSLContext] = {}
 
 
 def _context(verify: bool | str) -> ssl.SSLContext:
+    """One context per CA bundle: loading certifi's costs ~10 ms, which urllib3 would spend on
+    every new connection. verify=False loads no certificate at all (plain-HTTP registries)."""
     ctx = _contexts.get(verify)
     if ctx is None:
         if verify is False:
-            ctx = ssl.create_default_context()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         else:
-            cafile = verify if isinstance(verify, str) else _certifi()
-            ctx = ssl.create_default_context(cafile=cafile)
+            ctx = ssl.create_default_context(
+                cafile=verify if isinstance(verify, str) else _certifi()
+            )
         _contexts[verify] = ctx
     return ctx
 
@@ -246,48 +248,6 @@ def _certifi() -> str | None:
         return certifi.where()
     except ImportError:
         return None  # the system's default CA store
-
-
-def _connect(scheme, host, port, proxy, verify, timeout) -> http.client.HTTPConnection:
-    if proxy:
-        p = urlsplit(proxy)
-        if p.scheme.lower() != "http" or not p.hostname:
-            raise ConnectionError(
-                f"proxy {_where(proxy)} is not supported for registry calls: use an http:// proxy"
-            )
-        phost, pport = p.hostname, p.port or 80
-    if scheme == "https":
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            phost if proxy else host,
-            pport if proxy else port,
-            timeout=timeout,
-            context=_context(verify),
-            blocksize=BLOCKSIZE,
-        )
-        if proxy:
-            auth = _proxy_auth(proxy)
-            conn.set_tunnel(host, port, headers={"Proxy-Authorization": auth} if auth else None)
-    else:
-        conn = http.client.HTTPConnection(
-            phost if proxy else host, pport if proxy else port, timeout=timeout, blocksize=BLOCKSIZE
-        )
-    conn.connect()
-    return conn
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive connection the server closed (readable = EOF or stray bytes)."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    try:
-        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True
 
 
 def _proxy_for(scheme: str, host: str, port: int) -> str | None:
@@ -305,19 +265,8 @@ def _proxy_for(scheme: str, host: str, port: int) -> str | None:
     return proxies.get(scheme) or proxies.get("all")
 
 
-def _proxy_auth(proxy: str) -> str | None:
-    p = urlsplit(proxy)
-    if p.username is None:
-        return None
-    return _basic(unquote(p.username), unquote(p.password or ""))
-
-
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def _items(params) -> Iterable[tuple[str, str]]:
-    return params.items() if isinstance(params, Mapping) else params
 
 
 def _where(url: str) -> str:
@@ -327,13 +276,22 @@ def _where(url: str) -> str:
 
 
 def _wrap(e: BaseException, url: str = "") -> RequestException:
-    """requests' vocabulary: SSLError, Timeout, or ConnectionError; the text says what."""
+    """requests' vocabulary: SSLError, Timeout, or ConnectionError; the text says what (the
+    underlying error, not urllib3's MaxRetryError, whose text holds the URL's path and query)."""
+    if isinstance(e, MaxRetryError) and e.reason is not None:
+        e = e.reason
     where = f" ({_where(url)})" if url else ""
-    text = f"{type(e).__name__}: {e}{where}"
-    if isinstance(e, ssl.SSLError | ssl.CertificateError):
-        return SSLError(text)
-    if isinstance(e, socket.timeout | TimeoutError):
+    if isinstance(e, ProxyError) and e.original_error is not None:
+        cause = e.original_error
+        text = f"ProxyError: {e.args[0]}: {type(cause).__name__}: {cause}{where}"
+        if isinstance(cause, TIMEOUTS) and not isinstance(cause, NewConnectionError):
+            return Timeout(text)
+        return ConnectionError(text)
+    if isinstance(e, urllib3.exceptions.SSLError | ssl.SSLError | ssl.CertificateError):
+        return SSLError(f"{type(e).__name__}: {e}{where}")
+    # NewConnectionError (refused, unresolved) subclasses urllib3's ConnectTimeoutError
+    if isinstance(e, TIMEOUTS) and not isinstance(e, NewConnectionError):
         return Timeout(f"timed out{where}")
     if isinstance(e, RequestException):
         return e
-    return ConnectionError(text)
+    return ConnectionError(f"{type(e).__name__}: {e}{where}")

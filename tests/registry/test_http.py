@@ -1,11 +1,16 @@
-"""registry/http.py, the small HTTP client the registry code uses instead of requests: what it
-must keep doing that requests did, against a real local HTTP server (no mocks)."""
+"""registry/http.py, the requests-like facade over urllib3 the registry code uses: what it must
+keep doing that requests did, against real local HTTP(S) servers and proxies (no mocks)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import select
+import socket
+import ssl
+import subprocess
 import threading
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -67,16 +72,68 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_PUT = do_POST = do_GET
 
+    def do_CONNECT(self) -> None:  # noqa: N802 - a proxy's tunnel: bytes both ways
+        self.seen.append({"line": f"CONNECT {self.path}", "headers": dict(self.headers)})
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=5)
+        self.send_response(200)
+        self.end_headers()
+        ends = [self.connection, upstream]
+        while True:
+            for end in select.select(ends, [], [], 5)[0]:
+                chunk = end.recv(65536)
+                if not chunk:
+                    upstream.close()
+                    self.close_connection = True
+                    return
+                (upstream if end is self.connection else self.connection).sendall(chunk)
 
-@pytest.fixture
-def server():
+
+def _serve(tls: ssl.SSLContext | None = None):
     seen: list[dict] = []
     handler = type("H", (_Handler,), {"seen": seen})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     srv.seen = seen
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.url = f"{'https' if tls else 'http'}://127.0.0.1:{srv.server_address[1]}"
+    return srv
+
+
+@pytest.fixture
+def server():
+    srv = _serve()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    """A test CA (ca.pem) and a certificate for 127.0.0.1 signed by it (server.pem/.key)."""
+    d = tmp_path_factory.mktemp("pki")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=imgbuild test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return d
+
+
+@pytest.fixture
+def tls_server(ca):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(ca / "server.pem", ca / "server.key")
+    srv = _serve(ctx)
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -176,4 +233,45 @@ def test_http_proxy_from_the_environment_and_no_proxy(server, monkeypatch):
     monkeypatch.delenv("NO_PROXY")
     with pytest.raises(http.ConnectionError) as e:
         http.Session().get("https://registry.invalid/v2/", timeout=5)
-    assert "use an http:// proxy" in str(e.value)
+    assert "Unable to connect to proxy" in str(e.value) and "Connection refused" in str(e.value)
+
+
+def test_https_through_a_connect_tunnel_and_through_an_https_proxy(
+    server, tls_server, ca, monkeypatch
+):
+    s = http.Session()
+    s.verify = str(ca / "ca.pem")
+    # an https registry behind an http:// proxy: CONNECT (with the proxy's credentials), then
+    # TLS end to end, verified against the CA bundle
+    monkeypatch.setenv("HTTPS_PROXY", server.url.replace("http://", "http://pxuser:pw@"))
+    r = s.get(tls_server.url + "/echo?x=1", headers={"Authorization": "Bearer t"}, timeout=5)
+    assert r.status_code == 200 and r.json()["line"] == "/echo?x=1"
+    (tunnel,) = server.seen
+    assert tunnel["line"] == f"CONNECT 127.0.0.1:{tls_server.server_address[1]}"
+    assert (
+        tunnel["headers"]["Proxy-Authorization"]
+        == "Basic " + base64.b64encode(b"pxuser:pw").decode()
+    )
+    assert "Authorization" not in tunnel["headers"]  # the registry's token never reaches the proxy
+    assert tls_server.seen[-1]["headers"]["Authorization"] == "Bearer t"
+    # an https:// proxy URL: TLS to the proxy (checked against the same bundle)
+    monkeypatch.setenv("HTTP_PROXY", tls_server.url)
+    r = s.get("http://registry.invalid:5000/echo", timeout=5)
+    assert r.json()["line"] == "http://registry.invalid:5000/echo"
+    with pytest.raises(http.ConnectionError) as e:  # certifi's bundle does not know our CA
+        http.Session().get("http://registry.invalid:5000/echo", timeout=5)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(e.value)
+
+
+def test_tls_is_checked_against_the_bundle_unless_verify_is_false(tls_server, ca):
+    with pytest.raises(http.SSLError) as e:  # certifi's bundle (the default) does not know it
+        http.Session().get(tls_server.url + "/echo", timeout=5)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(e.value)
+    assert (
+        http.get(tls_server.url + "/echo", verify=str(ca / "ca.pem"), timeout=5).status_code == 200
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no InsecureRequestWarning on every request
+        s = http.Session()
+        s.verify = False  # --insecure / insecure_registries
+        assert s.get(tls_server.url + "/echo", timeout=5).json() == {"line": "/echo"}
