@@ -58,6 +58,12 @@ def _human(data: dict) -> str:
     out = []
     for r in rows:
         value = r["value"]
-        shown = "-" if value in (None, "", []) else ",".join(value) if isinstance(value, list) else value
+        shown = (
+            "-"
+            if value in (None, "", [])
+            else ",".join(value)
+            if isinstance(value, list)
+            else value
+        )
         out.append(f"{r['key']:<{width}}  {shown}  ({r['source']})")
     return "\n".join(out)

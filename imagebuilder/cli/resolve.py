@@ -75,7 +75,9 @@ RESOLVERS = ("rattler", "uv", "micromamba", "conda", "mamba")
 @click.option("--exclude-newer", metavar="DATE", help="Ignore packages published after DATE.")
 @click.option("--alias", "aliases", multiple=True, metavar="NAME[:TAG]", help="Name the result.")
 @click.option("--dry-run", is_flag=True, help="Solve and print; write nothing, touch no store.")
-@click.option("--no-cache", is_flag=True, help="Resolve without caching: nothing is written to the store.")
+@click.option(
+    "--no-cache", is_flag=True, help="Resolve without caching: nothing is written to the store."
+)
 @click.option("--force", is_flag=True, help="Solve again even if this request has an env.")
 @click.option(
     "--python-from-base",

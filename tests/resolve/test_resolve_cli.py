@@ -129,7 +129,15 @@ def test_show_and_ls(cli, rig_services):
 
 def test_no_cache_records_nothing(cli, rig_services):
     """An env record is only written after its packages (CONTRACT.md): --no-cache writes none."""
-    args = ("resolve", "--conda", "tinyfoo==1.0", "-c", rig_services.channel_url, "--arch", "linux-64")
+    args = (
+        "resolve",
+        "--conda",
+        "tinyfoo==1.0",
+        "-c",
+        rig_services.channel_url,
+        "--arch",
+        "linux-64",
+    )
     out = cli(*args, "--no-cache", "--json").json()
     assert len(out["full_id"]) == 64 and out["packages"]
     assert cli.store_files() == []
