@@ -7,7 +7,8 @@
   Tests using it are marked `rig` automatically (`-m "not rig"` runs the pure unit tests).
 - `s3_store`: a unique `s3://BUCKET/<prefix>` in the rig's S3 server, with the env a
   subprocess needs (`.env` includes IMGBUILD_STORE).
-- `imgbuild`: runs `python -m imagebuilder ARGS` with an isolated HOME and a per-test store.
+- `imgbuild`: runs `python -m imagebuilder ARGS` with an isolated HOME and a per-test store
+  (tests/clirunner.py, shared with the folders' own runners).
 
 The pytest process leaves with os._exit(status) after the session (rig stopped, summary
 printed): py-rattler may crash at interpreter exit. IMGBUILD_TEST_NO_HARD_EXIT=1 turns it off.
@@ -35,8 +36,11 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # clirunner, also under importlib mode
+from clirunner import ImgbuildRunner  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("IMGBUILD_RUNTIME_CACHE", "0")  # see ImgbuildRunner.environ
+os.environ.setdefault("IMGBUILD_RUNTIME_CACHE", "0")  # see clirunner.ImgbuildRunner.environ
 RIG_PY = ROOT / "ci" / "rig.py"
 
 
@@ -460,88 +464,6 @@ def s3_store(rig, request) -> S3Store:
 
 
 # --------------------------------------------------------------------------- the CLI
-
-# inherited variables that would make a test depend on the developer's machine
-_DROP_PREFIXES = (
-    "IMGBUILD_", "METAFLOW_", "AWS_", "UV_", "PIP_", "CONDA_", "MAMBA_", "RATTLER_", "XDG_",
-    "DOCKER_", "CONTAINERS_", "REGISTRY_AUTH_FILE", "VIRTUAL_ENV",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Result:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        try:
-            return json.loads(self.stdout)
-        except ValueError as e:
-            raise AssertionError(
-                f"stdout of imgbuild {' '.join(self.args)} is not JSON: {e}\n{self.stdout[-3000:]}"
-            ) from None
-
-
-def _clip(text: str, n: int = 8000) -> str:
-    return text if len(text) <= n else f"...({len(text) - n} chars cut)...\n" + text[-n:]
-
-
-class ImgbuildRunner:
-    """`imgbuild(*args, env=None, cwd=None, input=None, expect=0, timeout=600) -> Result`.
-
-    HOME (and XDG_*) is a per-test folder, IMGBUILD_STORE a per-test local store unless `env`
-    gives one; `env` values of None remove a variable. `expect=None` skips the exit check."""
-
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.home = tmp / "home"
-        self.store = tmp / "store"
-        self.home.mkdir(parents=True, exist_ok=True)
-
-    def environ(self, env: Mapping[str, str | None] | None = None) -> dict[str, str]:
-        e = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
-        e.update(
-            HOME=str(self.home),
-            XDG_CONFIG_HOME=str(self.home / ".config"),
-            XDG_CACHE_HOME=str(self.home / ".cache"),
-            XDG_DATA_HOME=str(self.home / ".local" / "share"),
-            IMGBUILD_STORE=str(self.store),
-            AWS_EC2_METADATA_DISABLED="true",
-            PYTHONDONTWRITEBYTECODE="1",
-            # cache_env also caches the task bootstrap runtime (from PyPI): off unless a test
-            # asks for it (tests/hydrate does, from local wheels)
-            IMGBUILD_RUNTIME_CACHE="0",
-        )
-        for k, v in (env or {}).items():
-            if v is None:
-                e.pop(k, None)
-            else:
-                e[k] = str(v)
-        return e
-
-    def __call__(
-        self, *args, env=None, cwd=None, input=None, expect: int | None = 0, timeout: float = 600
-    ) -> Result:
-        argv = tuple(str(a) for a in args)
-        p = subprocess.run(
-            [sys.executable, "-m", "imagebuilder", *argv],
-            env=self.environ(env),
-            cwd=cwd or self.tmp,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        r = Result(argv, p.returncode, p.stdout, p.stderr)
-        if expect is not None and p.returncode != expect:
-            pytest.fail(
-                f"imgbuild {' '.join(argv)}: exit {p.returncode}, expected {expect}\n"
-                f"--- stdout\n{_clip(p.stdout)}\n--- stderr\n{_clip(p.stderr)}",
-                pytrace=False,
-            )
-        return r
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ with openssl, small servers run as subprocesses, and a grep for secrets.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,76 +14,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from clirunner import DROP_PREFIXES, ImgbuildRunner  # tests/ (on sys.path: tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-_DROP = (
-    "IMGBUILD_", "METAFLOW_", "AWS_", "UV_", "PIP_", "CONDA_", "MAMBA_", "RATTLER_", "XDG_",
-    "DOCKER_", "CONTAINERS_", "REGISTRY_AUTH_FILE", "VIRTUAL_ENV", "NETRC", "CONDARC",
-    "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
-)  # fmt: skip
 
+class Cli(ImgbuildRunner):
+    """`imgbuild` in a subprocess with its own HOME and store (usable from session fixtures);
+    also leaves out the developer's netrc, condarc and proxies."""
 
-@dataclass(frozen=True)
-class Result:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        try:
-            return json.loads(self.stdout)
-        except ValueError as e:
-            raise AssertionError(
-                f"not JSON ({e}):\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
-            ) from None
-
-
-class Cli:
-    """`imgbuild` in a subprocess with its own HOME and store (usable from session fixtures)."""
-
-    def __init__(self, tmp: Path, store: Path | None = None):
-        self.tmp = Path(tmp)
-        self.home = self.tmp / "home"
-        self.store = store or self.tmp / "store"
-        self.home.mkdir(parents=True, exist_ok=True)
-
-    def environ(self, env=None) -> dict[str, str]:
-        e = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
-        e.update(
-            HOME=str(self.home),
-            XDG_CONFIG_HOME=str(self.home / ".config"),
-            XDG_CACHE_HOME=str(self.home / ".cache"),
-            IMGBUILD_STORE=str(self.store),
-            AWS_EC2_METADATA_DISABLED="true",
-            PYTHONDONTWRITEBYTECODE="1",
-            IMGBUILD_RUNTIME_CACHE="0",  # the hydrate bootstrap's wheels: not what these test
-        )
-        for k, v in (env or {}).items():
-            if v is None:
-                e.pop(k, None)
-            else:
-                e[k] = str(v)
-        return e
-
-    def __call__(self, *args, env=None, cwd=None, expect: int | None = 0, timeout=600) -> Result:
-        argv = tuple(str(a) for a in args)
-        p = subprocess.run(
-            [sys.executable, "-m", "imagebuilder", *argv],
-            env=self.environ(env),
-            cwd=cwd or self.tmp,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        r = Result(argv, p.returncode, p.stdout, p.stderr)
-        if expect is not None and p.returncode != expect:
-            raise AssertionError(
-                f"imgbuild {' '.join(argv)}: exit {p.returncode}, expected {expect}\n"
-                f"--- stdout\n{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-4000:]}"
-            )
-        return r
+    drop = DROP_PREFIXES + (
+        "NETRC", "CONDARC", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy",
+        "no_proxy",
+    )  # fmt: skip
 
 
 def python(code: str, *, env=None, timeout=120) -> subprocess.CompletedProcess:

@@ -349,7 +349,8 @@ def test_maybe_fails():
 def test_pytest_exit_is_immune_to_crash_at_finalization(tmp_path, xdist):
     if xdist:
         pytest.importorskip("xdist")
-    shutil.copy(Path(__file__).parents[1] / "conftest.py", tmp_path / "conftest.py")
+    for name in ("conftest.py", "clirunner.py"):  # the root conftest and what it imports
+        shutil.copy(Path(__file__).parents[1] / name, tmp_path / name)
     (tmp_path / "test_crash.py").write_text(textwrap.dedent(CRASHING_TESTS))
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
     if xdist:
