@@ -18,7 +18,6 @@ that happen on the way back, after the upstream server has acted:
 
 from __future__ import annotations
 
-import http.client
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -35,24 +34,14 @@ _AFTER = ("drop-after", "reset", "truncate")
 class FaultProxy(Proxy):
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         body = _read_body(h)
-        with self._lock:
-            rule = next((r for r in self.rules if r.matches(h.command, h.path)), None)
-            if rule:
-                rule.hits += 1
+        rule = self._match(h)
         action = rule.action if rule else ""
         if action == "drop":
             self._record(h, 0, len(body))
             self._close(h)
             return
         if action and action[0].isdigit():
-            status, _, text = action.partition(":")
-            payload = text.encode()
-            self._record(h, int(status), len(body))
-            h.send_response(int(status))
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(payload)))
-            h.end_headers()
-            h.wfile.write(payload)
+            self._answer(h, action, len(body))
             return
         try:
             status, headers, data = self._forward(h, body)
@@ -64,15 +53,7 @@ class FaultProxy(Proxy):
         if action == "drop-after":
             self._close(h)
             return
-        h.send_response(status)
-        for k, v in headers:
-            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                h.send_header(k, v)
-        length = dict((k.lower(), v) for k, v in headers).get("content-length")
-        h.send_header("Content-Length", (length or "0") if h.command == "HEAD" else str(len(data)))
-        if action in _AFTER:
-            h.send_header("Connection", "close")
-        h.end_headers()
+        self._send_head(h, status, headers, len(data), close=action in _AFTER)
         if h.command == "HEAD" or action == "reset":
             if action == "reset":
                 self._close(h)
@@ -92,27 +73,6 @@ class FaultProxy(Proxy):
                 time.sleep(secs / steps)
             return
         h.wfile.write(data)
-
-    def _forward(self, h: BaseHTTPRequestHandler, body: bytes):
-        conn = http.client.HTTPConnection(self.upstream, timeout=120)
-        headers = {k: v for k, v in h.headers.items() if k.lower() != "transfer-encoding"}
-        headers["Content-Length"] = str(len(body))
-        try:
-            conn.request(h.command, h.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, resp.getheaders(), data
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _close(h: BaseHTTPRequestHandler) -> None:
-        h.close_connection = True
-        try:
-            h.wfile.flush()
-            h.connection.shutdown(2)
-        except OSError:
-            pass
 
     def hits(self) -> int:
         """How many requests a rule acted on (a scenario whose fault never fired proves

@@ -94,25 +94,43 @@ class Proxy:
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         body = _read_body(h)
+        rule = self._match(h)
+        if rule and rule.action == "drop":
+            self._record(h, 0, len(body))
+            self._close(h)
+            return
+        if rule:
+            self._answer(h, rule.action, len(body))
+            return
+        status, headers, data = self._forward(h, body)
+        self._record(h, status, len(body))
+        self._send_head(h, status, headers, len(data))
+        if h.command != "HEAD":
+            h.wfile.write(data)
+
+    # the steps of _handle, reused by fault_proxy.FaultProxy
+
+    def _match(self, h: BaseHTTPRequestHandler) -> Rule | None:
+        """The first rule for this request (its hit counted), or None."""
         with self._lock:
             rule = next((r for r in self.rules if r.matches(h.command, h.path)), None)
             if rule:
                 rule.hits += 1
-        if rule and rule.action == "drop":
-            self._record(h, 0, len(body))
-            h.close_connection = True
-            h.connection.shutdown(2)
-            return
-        if rule:
-            status, _, text = rule.action.partition(":")
-            payload = text.encode()
-            self._record(h, int(status), len(body))
-            h.send_response(int(status))
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(payload)))
-            h.end_headers()
-            h.wfile.write(payload)
-            return
+        return rule
+
+    def _answer(self, h: BaseHTTPRequestHandler, action: str, body_bytes: int) -> None:
+        """Answer "<status>[:<json body>]" instead of the upstream server."""
+        status, _, text = action.partition(":")
+        payload = text.encode()
+        self._record(h, int(status), body_bytes)
+        h.send_response(int(status))
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+
+    def _forward(self, h: BaseHTTPRequestHandler, body: bytes):
+        """The request sent upstream unchanged: (status, headers, body) of its answer."""
         conn = http.client.HTTPConnection(self.upstream, timeout=120)
         headers = {k: v for k, v in h.headers.items() if k.lower() != "transfer-encoding"}
         headers["Content-Length"] = str(len(body))
@@ -120,18 +138,34 @@ class Proxy:
             conn.request(h.command, h.path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+            return resp.status, resp.getheaders(), data
         finally:
             conn.close()
-        self._record(h, resp.status, len(body))
-        h.send_response(resp.status)
-        for k, v in resp.getheaders():
+
+    @staticmethod
+    def _send_head(
+        h: BaseHTTPRequestHandler, status: int, headers, n: int, close: bool = False
+    ) -> None:
+        """Status line and the upstream headers; Content-Length is n (HEAD: upstream's)."""
+        h.send_response(status)
+        for k, v in headers:
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                 h.send_header(k, v)
-        length = resp.getheader("Content-Length") if h.command == "HEAD" else str(len(data))
-        h.send_header("Content-Length", length or "0")
+        length = dict((k.lower(), v) for k, v in headers).get("content-length")
+        h.send_header("Content-Length", (length or "0") if h.command == "HEAD" else str(n))
+        if close:
+            h.send_header("Connection", "close")
         h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(data)
+
+    @staticmethod
+    def _close(h: BaseHTTPRequestHandler) -> None:
+        """Hang up without answering."""
+        h.close_connection = True
+        try:
+            h.wfile.flush()
+            h.connection.shutdown(2)
+        except OSError:
+            pass
 
     def _record(self, h: BaseHTTPRequestHandler, status: int, n: int) -> None:
         with self._lock:
