@@ -3,19 +3,15 @@ the imgbuild CLI run as subprocesses in a clean environment, the rig's S3 as a d
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from clirunner import Result, clean_environ, clip, run_checked  # tests/ (on sys.path)
+from local_sources import ServedSources, serve_channel_and_index
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = Path(__file__).parent / "flows"
@@ -45,53 +41,10 @@ _DROP = (
 )  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 @dataclass
-class Sources:
-    channel_url: str
-    index_url: str
-    index_dir: Path
-    wheels: Path  # the wheels pip needs for boto3 + requests, as a folder
-    procs: list = field(default_factory=list)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-
-    @property
-    def up(self) -> bool:
-        for url in (self.channel_url + "/noarch/repodata.json", self.index_url + "/"):
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    pass
-            except OSError:
-                return False
-        return True
+class Sources(ServedSources):
+    index_dir: Path | None = None
+    wheels: Path | None = None  # the wheels pip needs for boto3 + requests, as a folder
 
 
 def _load(name: str, path: Path):
@@ -119,28 +72,8 @@ def serve_sources(rig, tmp: Path) -> Sources:
     wheels.mkdir()
     for f in PIP_WHEELS:
         os.link(ix / "files" / f, wheels / f)
-    port = free_port()
-    ch = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=channel,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ixp = subprocess.Popen(
-        [sys.executable, str(ROOT / "ci/pypi/serve.py"), "--root", str(ix), "--port", "0"]
-        + ["--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    src = Sources(f"http://127.0.0.1:{port}", ixp.stdout.readline().strip(), ix, wheels, [ch, ixp])
-    try:
-        wait_http(src.channel_url + "/noarch/repodata.json")
-        wait_http(src.index_url + "/")
-    except OSError:
-        src.stop()
-        raise
-    return src
+    served = serve_channel_and_index(channel, ix)
+    return Sources(served.channel_url, served.index_url, served.procs, ix, wheels)
 
 
 def s3_datastore(rig, prefix: str | None = None) -> dict[str, str]:
@@ -157,24 +90,6 @@ def s3_datastore(rig, prefix: str | None = None) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class Result:
-    args: tuple
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        try:
-            return json.loads(self.stdout)
-        except ValueError as e:
-            raise AssertionError(f"not JSON ({e}):\n{self.stdout[-3000:]}") from None
-
-
-def _clip(text: str, n: int = 8000) -> str:
-    return text if len(text) <= n else f"...({len(text) - n} chars cut)...\n" + text[-n:]
-
-
 class FlowRunner:
     """Flows and the imgbuild CLI as subprocesses, one temp HOME/METAFLOW_HOME and one
     folder of local envs per test module (created envs are reused across its tests)."""
@@ -185,40 +100,21 @@ class FlowRunner:
         self.home.mkdir(parents=True, exist_ok=True)
 
     def environ(self, env: dict | None = None) -> dict[str, str]:
-        e = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
-        e.update(
-            HOME=str(self.home),
-            USERNAME="tester",
-            METAFLOW_HOME=str(self.tmp / "mfhome"),
-            IMGBUILD_ENVS_DIR=str(self.tmp / "envs"),
-            IMGBUILD_CACHE_DIR=str(self.tmp / "cache"),
-            IMGBUILD_RUNTIME_CACHE="0",
-            AWS_EC2_METADATA_DISABLED="true",
-        )
-        for k, v in (env or {}).items():
-            if v is None:
-                e.pop(k, None)
-            else:
-                e[k] = str(v)
-        return e
+        fixed = {
+            "HOME": str(self.home),
+            "USERNAME": "tester",
+            "METAFLOW_HOME": str(self.tmp / "mfhome"),
+            "IMGBUILD_ENVS_DIR": str(self.tmp / "envs"),
+            "IMGBUILD_CACHE_DIR": str(self.tmp / "cache"),
+            "IMGBUILD_RUNTIME_CACHE": "0",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        return clean_environ(_DROP, fixed, env)
 
     def _run(self, argv, env, cwd, expect, timeout, what) -> Result:
-        p = subprocess.run(
-            argv,
-            env=self.environ(env),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+        return run_checked(
+            argv, env=self.environ(env), cwd=cwd, what=what, expect=expect, timeout=timeout
         )
-        r = Result(tuple(argv), p.returncode, p.stdout, p.stderr)
-        if expect is not None and p.returncode != expect:
-            pytest.fail(
-                f"{what}: exit {p.returncode}, expected {expect}\n"
-                f"--- stdout\n{_clip(p.stdout)}\n--- stderr\n{_clip(p.stderr)}",
-                pytrace=False,
-            )
-        return r
 
     def workdir(self, name: str, flow: str | None = None, text: str | None = None) -> Path:
         """A folder for one flow run (Metaflow's local datastore goes there)."""
@@ -258,5 +154,5 @@ def run_id(result: Result) -> str:
     import re
 
     m = re.search(r"run-id (\S+?)\)", result.stdout + result.stderr)
-    assert m, f"no run id in:\n{_clip(result.stdout + result.stderr)}"
+    assert m, f"no run id in:\n{clip(result.stdout + result.stderr)}"
     return m.group(1)

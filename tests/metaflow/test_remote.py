@@ -23,7 +23,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from mfhelp import FlowRunner, free_port, s3_datastore, serve_sources, wait_http
+from local_sources import free_port, runtime_wheels, wait_http
+from mfhelp import FlowRunner, s3_datastore, serve_sources
 
 pytestmark = pytest.mark.slow
 ALIAS = "mf-test/remote:v1"
@@ -155,7 +156,7 @@ def remote(rig, shared) -> dict:
             runtime = {
                 "IMGBUILD_RUNTIME_CACHE": "1",
                 "IMGBUILD_RUNTIME_PYTHONS": "3.11",
-                "IMGBUILD_RUNTIME_FIND_LINKS": str(_runtime_wheels()),
+                "IMGBUILD_RUNTIME_FIND_LINKS": str(runtime_wheels()),
                 "IMGBUILD_RUNTIME_INDEX_URL": sources.index_url,
             }
             out["made"] = flows.imgbuild(
@@ -228,30 +229,6 @@ def remote(rig, shared) -> dict:
         return out
 
     return shared.once("remote", compute)
-
-
-def _runtime_wheels():
-    """The bootstrap runtime's wheels (py-rattler, zstandard, installer) for cp311 linux-64,
-    downloaded once (tests/hydrate keeps the same folder)."""
-    import sys
-    from importlib.metadata import version
-    from pathlib import Path
-
-    from imagebuilder.runtime import DISTS
-
-    folder = Path(__file__).resolve().parents[2] / "ci" / "cache" / "runtime-wheels"
-    pins = [f"{d}=={version(d)}" for d in DISTS]
-    names = [p.replace("-", "_").replace("==", "-") for p in pins]
-    have = [f.name for f in folder.glob("*.whl")] if folder.is_dir() else []
-    if not all(any(h.startswith(n) for h in have) for n in names):
-        folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-            + ["--only-binary", ":all:", "--python-version", "3.11"]
-            + ["--platform", "manylinux2014_x86_64", "-d", str(folder), *pins],
-            check=True,
-        )
-    return folder
 
 
 def _skopeo(rig, image: str) -> dict:
