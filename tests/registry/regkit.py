@@ -1,13 +1,17 @@
 """Helpers of the registry tests, under a name of their own (`from conftest import` picks
 whichever folder's conftest was imported last when several test folders run in one session):
-test credentials, docker config files, credential helper scripts, blobs and tiny images."""
+test credentials, docker config files, credential helper scripts, blobs and tiny images, and a
+store holding one env made with tests/oci/ocikit.py."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import importlib.util
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,3 +86,34 @@ def tiny_image(seed: str, nlayers: int = 2, labels: dict | None = None, arch: st
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
     }
     return make_image(config, layers, platform, {})
+
+
+@functools.cache
+def ocikit():
+    """tests/oci/ocikit.py (EnvFactory, make_wheel, run_cli), loaded by path: tests/oci is not
+    on sys.path when only this folder runs."""
+    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/ocikit.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def built_channel() -> Path:
+    """The test channel folder (ci/channel/build.py builds it once and prints where)."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "ci/channel/build.py")], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def store_with_env(tmp: Path, channel: Path, wheel: str, files: dict[str, str]):
+    """(LocalStore under tmp, the env put there): conda python + tinyfoo + six from the test
+    channel and one small wheel named `wheel` with these files."""
+    from imagebuilder.store.local import LocalStore
+
+    oci = ocikit()
+    store = LocalStore(tmp / "store")
+    whl = oci.make_wheel(tmp / "w", wheel, "1.0", files)
+    env = oci.EnvFactory(channel, tmp).make(store, ["python", "tinyfoo", "six"], wheels=[whl])
+    return store, env

@@ -7,30 +7,18 @@ Uses the shared `rig` fixture (tests/conftest.py): registry, podman, base images
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from regkit import built_channel, ocikit, store_with_env
 
 from ci.services.registry_proxy import Proxy
-from imagebuilder.store.local import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.rig
-
-
-def _oci_fixtures():
-    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/ocikit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-OCI = _oci_fixtures()
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +28,10 @@ def R(rig) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def channel():
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "ci/channel/build.py")], capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr
-    return Path(r.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def store_env(channel, tmp_path_factory):
+def store_env(tmp_path_factory):
     """A store holding one env (conda python + tinyfoo + six, a wheel) and its alias."""
     tmp = tmp_path_factory.mktemp("e2e")
-    store = LocalStore(tmp / "store")
-    wheel = OCI.make_wheel(tmp / "w", "imgb-e2e", "1.0", {"imgb_e2e.py": "V = 'e2e-ok'\n"})
-    env = OCI.EnvFactory(channel, tmp).make(store, ["python", "tinyfoo", "six"], wheels=[wheel])
-    return store, env
+    return store_with_env(tmp, built_channel(), "imgb-e2e", {"imgb_e2e.py": "V = 'e2e-ok'\n"})
 
 
 @pytest.fixture
@@ -84,16 +60,7 @@ def cli_env(R, tmp_path, store_env, isolated):
     return env
 
 
-def cli(args, env, expect=0, cwd=None):
-    r = subprocess.run(
-        [sys.executable, "-m", "imagebuilder", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
-    assert r.returncode == expect, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    return r
+cli = ocikit().run_cli
 
 
 def skopeo(ref: str, raw: bool = False) -> dict:

@@ -8,7 +8,6 @@ repository too, so parallel tests cannot blur the counts.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,40 +17,22 @@ import uuid
 from pathlib import Path
 
 import pytest
+from regkit import built_channel, store_with_env
 
 from imagebuilder.registry.artifacts import fallback_tag, referrers
 from imagebuilder.registry.client import RegistryClient
 from imagebuilder.registry.upload import mount_blob
-from imagebuilder.store.local import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
 CDX = "application/vnd.cyclonedx+json"
 pytestmark = pytest.mark.rig
 
 
-def _oci_fixtures():
-    spec = importlib.util.spec_from_file_location("oci_conftest", ROOT / "tests/oci/ocikit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-OCI = _oci_fixtures()
-
-
 @pytest.fixture(scope="module")
 def store_env(tmp_path_factory):
     """A store with one mixed env (conda python + tinyfoo + six, and a wheel), alias team/noop."""
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "ci/channel/build.py")], capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr
-    channel = Path(r.stdout.strip().splitlines()[-1])
     tmp = tmp_path_factory.mktemp("noop")
-    store = LocalStore(tmp / "store")
-    wheel = OCI.make_wheel(tmp / "w", "imgb-noop", "1.0", {"imgb_noop.py": "V = 1\n"})
-    env = OCI.EnvFactory(channel, tmp).make(store, ["python", "tinyfoo", "six"], wheels=[wheel])
-    return store, env
+    return store_with_env(tmp, built_channel(), "imgb-noop", {"imgb_noop.py": "V = 1\n"})
 
 
 @pytest.fixture
