@@ -1,19 +1,41 @@
 """Helpers of the reliability suite: tree snapshots, parallel sub-cases, error checks,
-store/registry/OCI-layout consistency walks."""
+store/registry/OCI-layout consistency walks, the rig's S3 keys in this process's environment."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import stat
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 JOBS = int(os.environ.get("IMGBUILD_RELIABILITY_JOBS", 6))
+
+
+@contextlib.contextmanager
+def rig_s3_environ(rig, **extra: str) -> Iterator[dict[str, str]]:
+    """The rig's S3 keys and endpoint (and `extra`) set in os.environ while inside (checks
+    open the S3 store in this process too), the previous values put back after."""
+    env = {
+        "AWS_ACCESS_KEY_ID": rig.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": rig.s3_secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "IMGBUILD_S3_ENDPOINT_URL": rig.s3_endpoint,
+        **extra,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 # --------------------------------------------------------------------------- trees

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from relhelp import consistency, open_any, run_table
+from relhelp import consistency, open_any, rig_s3_environ, run_table
 
 CATEGORY = "crash points"
 REPO = "rel/crash"
@@ -106,20 +106,8 @@ def seeds(rig, runner, tmp_path_factory) -> Seeds:
 @pytest.fixture(scope="module")
 def s3env(rig):
     rig.need("s3_endpoint")
-    env = {
-        "AWS_ACCESS_KEY_ID": rig.s3_access_key,
-        "AWS_SECRET_ACCESS_KEY": rig.s3_secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "IMGBUILD_S3_ENDPOINT_URL": rig.s3_endpoint,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the checks below open the S3 store in this process too
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with rig_s3_environ(rig) as env:  # the checks below open the S3 store in this process too
+        yield env
 
 
 def copy_store(src: Path, dst: Path) -> None:

@@ -9,7 +9,6 @@ reaches complete manifests and blobs, and a failed push leaves no tag.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import uuid
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from relhelp import clean_failure, consistency, open_any, run_table
+from relhelp import clean_failure, consistency, open_any, rig_s3_environ, run_table
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -163,22 +162,9 @@ def seed(rig, runner, tmp_path_factory) -> Seed:
 
 @pytest.fixture(scope="module")
 def s3_env(rig):
-    env = {
-        "AWS_ACCESS_KEY_ID": rig.s3_access_key,
-        "AWS_SECRET_ACCESS_KEY": rig.s3_secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "IMGBUILD_S3_ENDPOINT_URL": rig.s3_endpoint,
-        # keep retries short: the scenarios wait on backoff otherwise
-        "IMGBUILD_FETCH_BACKOFF": "0.05",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    # keep retries short: the scenarios wait on backoff otherwise
+    with rig_s3_environ(rig, IMGBUILD_FETCH_BACKOFF="0.05") as env:
+        yield env
 
 
 def test_fault_scenarios(rig, seed, s3_env, runner, tmp_path, record):
