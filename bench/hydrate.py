@@ -95,6 +95,10 @@ def cli_env(home: Path, store: Path) -> dict:
     drop = ("IMGBUILD_", "AWS_", "METAFLOW_", "UV_", "CONDA_")
     e = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     e.update(HOME=str(home), IMGBUILD_STORE=str(store), IMGBUILD_RUNTIME_CACHE="0")
+    # with bytecode, as installed code runs (a shell's PYTHONDONTWRITEBYTECODE would make every
+    # run compile every module); kept out of the repo
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
+    e["PYTHONPYCACHEPREFIX"] = str(home.parent / "pycache")
     return e
 
 

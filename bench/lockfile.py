@@ -54,7 +54,11 @@ def main() -> None:
         "HOME": str(tmp / "home"),
         "IMGBUILD_STORE": str(tmp / "store"),
         "IMGBUILD_RUNTIME_CACHE": "0",
+        # with bytecode, as installed code runs (some shells set PYTHONDONTWRITEBYTECODE: every
+        # run would then compile every module it imports); kept out of the repo
+        "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
     }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     def cli(*args) -> str:
         p = subprocess.run([sys.executable, "-m", "imagebuilder", *map(str, args)], env=env,

@@ -172,7 +172,7 @@ def _lists_every_package(blob: bytes, env: dict) -> None:
 
 
 def test_sbom_of_mixed_env_is_valid_deterministic_and_licensed(shared, mixed):
-    a = shared("sbom", env_ref(mixed)).stdout.encode()
+    a = shared("sbom", env_ref(mixed), "--validate").stdout.encode()  # schema-checked here too
     b = shared("sbom", env_ref(mixed), env={"PYTHONHASHSEED": "123"}).stdout.encode()
     assert a == b
     validate_sbom(a)
