@@ -3,6 +3,9 @@
 An env references: each package archive (`pkgs/<kind>/<sha256>/<file>`), its alternative
 files (`Package.alt`), and for sources the build record and the wheels it lists. Every object
 is looked up (missing?) and re-hashed against the sha256 in its key (damaged?), in parallel.
+A whole-store verify also checks the layer cache: every layer record must parse and its blob
+(`blobs/sha256/<hex>`) must hash to its digest — later bakes reuse those blobs without reading
+them, so a damaged one would go into every image that shares the layer.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from imagebuilder.env import ResolvedEnv
-from imagebuilder.errors import ImgbuildError
+from imagebuilder.errors import ImgbuildError, NotFound
 from imagebuilder.store.base import Store
 
 
@@ -138,7 +141,9 @@ def verify_store(store: Store, envs: Iterable[ResolvedEnv] | None = None) -> Rep
                 report.problems.append(Problem(key, "record", e.message))
         envs = found
         _verify_aliases(store, report)
-    objects: dict[str, str] = {}
+        objects = _layer_blobs(store, report)
+    else:
+        objects = {}
     for env in envs:
         report.envs += 1
         objects.update(package_keys(env))
@@ -146,6 +151,34 @@ def verify_store(store: Store, envs: Iterable[ResolvedEnv] | None = None) -> Rep
         objects.update(built)
     verify_objects(store, objects, report)
     return report
+
+
+def _layer_blobs(store: Store, report: Report) -> dict[str, str]:
+    """Blob key -> sha256 of every layer record's blob; damaged records become problems."""
+    import json
+
+    from imagebuilder.oci import layerindex
+
+    out: dict[str, str] = {}
+    for key in sorted(store.list("layers/")):
+        if not key.endswith(".json"):
+            continue
+        try:
+            rec = layerindex.LayerRecord.from_json(json.loads(store.get_bytes(key)), key)
+        except ImgbuildError as e:
+            if isinstance(e, NotFound):  # removed by gc since it was listed
+                continue
+            report.problems.append(Problem(key, "record", e.message))
+            continue
+        except (ValueError, KeyError, TypeError):
+            report.problems.append(
+                Problem(key, "record", f"layer record {key} is damaged (delete it; bake again)")
+            )
+            continue
+        algo, _, hexd = rec.blob.digest.partition(":")
+        if algo == "sha256":
+            out[layerindex.blob_key(rec.blob.digest)] = hexd
+    return out
 
 
 def _verify_aliases(store: Store, report: Report) -> None:

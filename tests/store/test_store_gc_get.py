@@ -145,3 +145,42 @@ def test_sdist_built_once_and_cross_arch_refused(tmp_path, served, rig):
     r = run_cache(write_env(tmp_path / "mac.json", env_for("osx-arm64")), str(store_dir))
     assert r.returncode == 1, r.stderr
     assert "imgb-sdist 0.1" in r.stderr and "osx-arm64" in r.stderr and "Traceback" not in r.stderr
+
+
+def _layer(store, tmp_path, name: str, data: bytes):
+    """A layer record and its blob, as bake writes them (layerindex.put)."""
+    import hashlib
+
+    from imagebuilder.oci import layerindex
+    from imagebuilder.oci.layer import LayerBlob
+
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blob = LayerBlob(digest, digest, len(data), "application/vnd.oci.image.layer.v1.tar")
+    tmp = tmp_path / f"{name}.blob"
+    tmp.write_bytes(data)
+    rec = layerindex.LayerRecord(key=name * 4, blob=blob, members=(f"conda/{name}/1/{'0' * 64}",))
+    return layerindex.put(store, rec, tmp)
+
+
+def test_verify_rehashes_layer_blobs_and_reports_damaged_layer_records(tmp_path, base_packages):
+    env, store_dir = _cached_local_store(tmp_path, base_packages[:1], "layers")
+    store = open_store(str(store_dir))
+    good = _layer(store, tmp_path, "aaaa", b"good layer bytes" * 100)
+    bad = _layer(store, tmp_path, "bbbb", b"other layer bytes" * 100)
+    v = run_imgbuild("verify", "--json", "--store", str(store_dir))
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert json.loads(v.stdout)["objects"] == 3  # the package and both layer blobs
+    # a blob changed on disk, and a record that no longer parses
+    blob = store_dir / "blobs" / "sha256" / bad.blob.digest.split(":")[1]
+    blob.write_bytes(blob.read_bytes()[:-1] + b"!")
+    (store_dir / "layers" / "cccccccccccccccc.json").write_text("{not json")
+    v = run_imgbuild("verify", "--json", "--store", str(store_dir))
+    assert v.returncode == INTEGRITY, v.stdout + v.stderr
+    kinds = {p["key"]: p["kind"] for p in json.loads(v.stdout)["problems"]}
+    assert kinds == {
+        f"blobs/sha256/{bad.blob.digest.split(':')[1]}": "mismatch",
+        "layers/cccccccccccccccc.json": "record",
+    }
+    assert f"blobs/sha256/{good.blob.digest.split(':')[1]}" not in kinds
+    # verifying one env checks only what that env references
+    assert run_imgbuild("verify", env.name, "--store", str(store_dir)).returncode == 0
