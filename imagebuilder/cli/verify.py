@@ -34,10 +34,14 @@ def verify(env_ref: str | None, ui: Ui) -> None:
         for p in report.problems:
             click.echo(f"{p.kind}: {p.message}", err=True)
         first = report.problems[0]
-        raise IntegrityError(
-            f"{len(report.problems)} problem(s) in {store.url}: {first.message}",
+        hint = (
             "re-run `imgbuild resolve` for the env (it restores missing packages), "
-            "or `imgbuild get ... --with-packages` from another store",
+            "or `imgbuild get ... --with-packages` from another store"
+        )
+        if all(p.key.startswith(("blobs/", "layers/")) for p in report.problems):
+            hint = "delete the damaged layer records and blobs: the next bake writes them again"
+        raise IntegrityError(
+            f"{len(report.problems)} problem(s) in {store.url}: {first.message}", hint
         )
     emit(
         ui,

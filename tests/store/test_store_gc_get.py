@@ -182,5 +182,7 @@ def test_verify_rehashes_layer_blobs_and_reports_damaged_layer_records(tmp_path,
         "layers/cccccccccccccccc.json": "record",
     }
     assert f"blobs/sha256/{good.blob.digest.split(':')[1]}" not in kinds
+    h = run_imgbuild("verify", "--store", str(store_dir))
+    assert h.returncode == INTEGRITY and "the next bake writes them again" in h.stderr, h.stderr
     # verifying one env checks only what that env references
     assert run_imgbuild("verify", env.name, "--store", str(store_dir)).returncode == 0
