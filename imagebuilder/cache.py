@@ -86,6 +86,26 @@ def cache_env(
     return env
 
 
+def record_env(env: ResolvedEnv, store: Store, *, ui=None, fmt: str | None = None) -> ResolvedEnv:
+    """Write env's record after cache_env stored its packages, then check they are all still
+    there. A concurrent `gc` that listed leases just before ours appeared may delete a package
+    we found present (and so did not upload) — the one window leases alone leave (gc.py re-lists
+    leases before each delete, which makes it a few requests wide). Anything gone is stored
+    again, so the record never names a missing package for long."""
+    from imagebuilder.store.envs import put_env
+
+    put_env(store, env)  # after its packages (CONTRACT.md); write-once: no-op if present
+    kill_point("cache.recorded")  # testhooks: the record is written, not yet re-checked
+    keys = [p.store_key for p in env.packages if p.sha256 and not p.is_source]
+    with ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="recheck") as pool:
+        gone = [k for k, ok in zip(keys, pool.map(store.exists, keys), strict=True) if not ok]
+    if gone:
+        if ui is not None:
+            ui.warn(f"{len(gone)} package(s) were removed by a concurrent gc; storing them again")
+        cache_env(env, store, ui=ui, fmt=fmt)
+    return env
+
+
 def _progress(ui, total: int):
     if ui is not None and hasattr(ui, "progress"):
         return ui.progress(total, "caching packages", unit="bytes")

@@ -10,6 +10,7 @@ rerun, and check the store. The points are cheap no-ops when the variable is uns
 - `cache.download` a package download wrote its first chunk (mid-download)
 - `cache.verified` a package was downloaded and verified, before it is stored
 - `cache.env`      every package is stored, the env record is about to be written
+- `cache.recorded` the env record is written, its packages not yet re-checked (cache.record_env)
 
 Other phases add their own names (document them beside their call).
 """

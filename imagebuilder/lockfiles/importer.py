@@ -29,17 +29,15 @@ def import_lock(path: str, arches, opts, ui, *, python: str | None = None, flags
         ui.info(f"{env.arch}: {len(env.packages)} packages from {path} (no solve)")
     if opts.dry_run or opts.no_cache:  # no packages cached -> no record (CONTRACT.md)
         return [Outcome(env) for env in envs]
+    from imagebuilder.cache import cache_env, record_env
     from imagebuilder.store import open_store
-    from imagebuilder.store.envs import put_env
 
     config = ui.config()
     store = open_store(config.store, config)
     outcomes = []
     for env in envs:
-        from imagebuilder.cache import cache_env
-
         env = cache_env(env, store, ui=ui, fmt=opts.fmt)
-        put_env(store, env)
+        record_env(env, store, ui=ui, fmt=opts.fmt)
         outcomes.append(Outcome(env))
     if refs:
         from imagebuilder.store.aliases import set_alias

@@ -73,16 +73,15 @@ def run(collected, opts: Options, ui, progress=None) -> list[Outcome]:
         outcomes[i] = Outcome(env)
 
     if store is not None and not opts.no_cache:
-        from imagebuilder.cache import cache_env
+        from imagebuilder.cache import cache_env, record_env
         from imagebuilder.store.aliases import check_alias
-        from imagebuilder.store.envs import put_env
 
         for ref in refs:  # an immutable alias taken by another env fails before any write
             for out in outcomes:
                 check_alias(store, ref, out.env)
         for i, out in enumerate(outcomes):
             env = cache_env(out.env, store, ui=ui, fmt=opts.fmt)
-            put_env(store, env)  # after its packages (CONTRACT.md); write-once: no-op if present
+            record_env(env, store, ui=ui, fmt=opts.fmt)  # the record, after its packages
             outcomes[i] = Outcome(env, out.reused)
         if refs:
             from imagebuilder.store.aliases import set_alias

@@ -5,7 +5,9 @@ Safe while other writers run, by three rules (docs/store.md):
    before its env record, and that takes far less than the grace period.
 2. A writer first records a lease (`leases/<id>.json`, the keys it is about to rely on,
    including packages it found already present and so did not upload); gc keeps every key
-   of a lease younger than the grace period, and reads leases *after* env records.
+   of a lease younger than the grace period, and reads leases *after* env records, and again
+   right before each delete. The writer re-checks its packages after writing its record
+   (cache.record_env) and stores again any that went in the last, few-requests-wide window.
 3. Env records and alias records are never removed (an env is the thing users name).
 Kept: packages/alt files/build records/built wheels of every env, packs of existing full_ids,
 layer records whose member packages all belong to kept envs, blobs such records name.
@@ -99,6 +101,7 @@ def gc(store: Store, grace_s: float = 86400, dry_run: bool = False) -> GcReport:
         shas |= {p.sha256 for p in env.packages}
     # 3. leases last: a writer that started before step 2 has its lease by now.
     leases = list(store.list_info(LEASES))
+    seen = {lease.key for lease in leases}
     for lease in leases:
         if lease.mtime >= cutoff:
             keep |= _lease_keys(store, lease.key)
@@ -110,11 +113,31 @@ def gc(store: Store, grace_s: float = 86400, dry_run: bool = False) -> GcReport:
         if o.mtime >= cutoff:
             report.young += 1
             continue
+        if not dry_run and not o.key.startswith(LEASES):
+            # 4. leases again, right before each delete: a writer that arrived since step 3
+            # may rely on this very object (found present, so not uploaded again). What is left
+            # is the time between this listing and the delete; the writer's re-check after its
+            # record (cache.record_env) restores a package lost in it.
+            keep |= _new_lease_keys(store, seen, cutoff)
+            if o.key in keep:
+                report.kept += 1
+                continue
         report.removed.append(o)
         if not dry_run:
             store.delete(o.key)
     report.removed.extend(_stale_temp(store, cutoff, dry_run))
     return report
+
+
+def _new_lease_keys(store: Store, seen: set[str], cutoff: float) -> set[str]:
+    """Keys of leases not seen before (they are marked seen)."""
+    out: set[str] = set()
+    for lease in store.list_info(LEASES):
+        if lease.key not in seen:
+            seen.add(lease.key)
+            if lease.mtime >= cutoff:
+                out |= _lease_keys(store, lease.key)
+    return out
 
 
 def _lease_keys(store: Store, key: str) -> set[str]:

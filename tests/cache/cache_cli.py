@@ -1,4 +1,5 @@
-"""Test driver: cache one env record (JSON file) into a store, then write its record.
+"""Test driver: cache one env record (JSON file) into a store, then write its record
+(record_env: put_env and the re-check of its packages).
 
     python tests/cache/cache_cli.py ENV.json STORE_URL [--fmt .conda]
 
@@ -20,18 +21,17 @@ import click
 @click.option("--fmt", default=None)
 @click.option("--json", "json_out", is_flag=True)
 def main(env_file, store_url, fmt, json_out):
-    from imagebuilder.cache import cache_env
+    from imagebuilder.cache import cache_env, record_env
     from imagebuilder.cli.output import Ui
     from imagebuilder.config import load_config
     from imagebuilder.env import ResolvedEnv
     from imagebuilder.store import open_store
-    from imagebuilder.store.envs import put_env
 
     with open(env_file) as f:
         env = ResolvedEnv.from_json(json.load(f))
     store = open_store(store_url, load_config())
     env = cache_env(env, store, ui=Ui(), fmt=fmt)
-    put_env(store, env)
+    record_env(env, store, ui=Ui(), fmt=fmt)
     click.echo(json.dumps({"key": env.key, "full_id": env.full_id, "env": env.to_json()}))
 
 

@@ -186,3 +186,53 @@ def test_verify_rehashes_layer_blobs_and_reports_damaged_layer_records(tmp_path,
     assert h.returncode == INTEGRITY and "the next bake writes them again" in h.stderr, h.stderr
     # verifying one env checks only what that env references
     assert run_imgbuild("verify", env.name, "--store", str(store_dir)).returncode == 0
+
+
+def test_gc_rereads_leases_before_each_delete(tmp_path, base_packages):
+    """A writer whose lease appears after gc's first lease listing (while gc deletes) keeps
+    the old, unreferenced package it relies on."""
+    from imagebuilder.store.local import LocalStore
+
+    _env, store_dir = _cached_local_store(tmp_path, base_packages[:1])
+    first = "pkgs/conda/" + "aa" * 32 + "/first-1.0-0.conda"
+    later = "pkgs/conda/" + "ff" * 32 + "/later-1.0-0.conda"  # deleted after `first`: key order
+
+    class WriterArrives(LocalStore):
+        """The real local store; a writer's lease lands while gc deletes its first object."""
+
+        arrived = False
+
+        def delete(self, key):
+            if not self.arrived:
+                self.arrived = True
+                write_lease(self, [later])
+            super().delete(key)
+
+    store = WriterArrives(store_dir)
+    for key in (first, later):
+        store.put_bytes(key, b"old and unreferenced")
+        _age(store_dir, key, 2 * 86400)
+    from imagebuilder.store.gc import gc
+
+    report = gc(store, grace_s=86400)
+    removed = [o.key for o in report.removed]
+    assert first in removed and later not in removed
+    assert store.exists(later) and not store.exists(first)
+
+
+def test_record_env_restores_a_package_gc_took_after_the_cache(tmp_path, base_packages, served):
+    """The other half of the window: the package went between the cache phase (which found it
+    present) and the env record. record_env re-checks after writing the record and stores it
+    again, downloading only that package."""
+    env, store_dir = _cached_local_store(tmp_path, base_packages[:3], "recheck")
+    from imagebuilder.cache import record_env
+
+    store = open_store(str(store_dir))
+    gone = env.packages[1].store_key
+    store.delete(gone)  # what a racing gc did
+    served.reset()
+    record_env(env, store)
+    assert store.exists(gone)
+    assert served.package_gets() == 1
+    v = run_imgbuild("verify", env.name, "--store", str(store_dir))
+    assert v.returncode == 0, v.stderr
