@@ -69,6 +69,11 @@ class StepEnv:
     def from_json(cls, d: dict) -> StepEnv:
         return cls(**d)
 
+    @classmethod
+    def resolved(cls, t: Target, req_id: str, full_id: str, store: str) -> StepEnv:
+        """Target t runs the env req_id:full_id of `store`."""
+        return cls(t.step, t.arch, t.remote, f"{req_id}:{full_id}", store, req_id, full_id)
+
 
 class StepError(ImgbuildError):
     pass
@@ -170,15 +175,7 @@ def _named_envs(targets: list[Target], settings: Settings) -> dict[str, StepEnv]
                 "bad_input",
                 1,
             )
-        out[t.step] = StepEnv(
-            t.step,
-            t.arch,
-            t.remote,
-            f"{env.req_id}:{env.full_id}",
-            settings.store,
-            env.req_id,
-            env.full_id,
-        )
+        out[t.step] = StepEnv.resolved(t, env.req_id, env.full_id, settings.store)
     return out
 
 
@@ -230,15 +227,7 @@ def _resolve(targets, settings: Settings, say, force: bool) -> dict[str, StepEnv
     out = {}
     for r in done:
         for t in by_req[r.req_id]:
-            out[t.step] = StepEnv(
-                t.step,
-                t.arch,
-                t.remote,
-                f"{r.req_id}:{r.full_id}",
-                settings.store,
-                r.req_id,
-                r.full_id,
-            )
+            out[t.step] = StepEnv.resolved(t, r.req_id, r.full_id, settings.store)
     return out
 
 
@@ -265,15 +254,7 @@ def lookup(targets: list[Target], settings: Settings) -> dict[str, StepEnv]:
         except NotFound:
             continue
         for t in by_req[req_id]:
-            out[t.step] = StepEnv(
-                t.step,
-                t.arch,
-                t.remote,
-                f"{env.req_id}:{env.full_id}",
-                settings.store,
-                env.req_id,
-                env.full_id,
-            )
+            out[t.step] = StepEnv.resolved(t, env.req_id, env.full_id, settings.store)
     return out
 
 
