@@ -23,21 +23,15 @@ import os
 import shutil
 from pathlib import Path
 
+from imagebuilder.fetch import sha256_file
+
 PLACEHOLDER = "/__imgbuild_wheel_python__/bin/python"
 META = "imgbuild-tree.json"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def unpacked(wheel: Path, sha256: str | None, site: str, cache: Path) -> tuple[Path, list[str]]:
     """(tree, files naming the interpreter) for wheel installed with site-packages at site."""
-    key = sha256 or _sha256_file(wheel)
+    key = sha256 or sha256_file(wheel)
     layout = hashlib.sha256(site.encode()).hexdigest()[:16]
     final = cache / "wheels" / key / layout
     try:

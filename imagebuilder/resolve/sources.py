@@ -15,6 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from imagebuilder.fetch import sha256_file
 from imagebuilder.ids import sha256_json
 
 TREE_SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".tox", ".nox", ".venv", "build", "dist"}
@@ -40,12 +41,8 @@ def tree_sha256(root: str | os.PathLike) -> str:
             if path.is_symlink():
                 entries.append([rel, "l", os.readlink(path)])
                 continue
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
             kind = "x" if os.access(path, os.X_OK) else "f"
-            entries.append([rel, kind, h.hexdigest()])
+            entries.append([rel, kind, sha256_file(path)])
         for d in list(dirnames):  # symlinked folders are links, not trees to descend
             if (Path(dirpath) / d).is_symlink():
                 dirnames.remove(d)

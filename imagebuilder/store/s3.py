@@ -286,13 +286,10 @@ class S3Store:
             kill_point("store.put")
             return self._put_multipart(key, Path(src))
         if sha256 is None:
-            h = hashlib.sha256()
-            with open(src, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            digest = base64.b64encode(h.digest()).decode()
-        else:
-            digest = base64.b64encode(bytes.fromhex(sha256)).decode()
+            from imagebuilder.fetch import sha256_file
+
+            sha256 = sha256_file(src)
+        digest = base64.b64encode(bytes.fromhex(sha256)).decode()
         kill_point("store.put")
         with open(src, "rb") as f:
             return self._put_once(key, f, digest)

@@ -11,6 +11,7 @@ them, so a damaged one would go into every image that shares the layer.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -89,17 +90,14 @@ def build_keys(store: Store, env: ResolvedEnv) -> tuple[dict[str, str], list[str
 
 
 def hash_object(store: Store, key: str) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
     local = store.local_path(key)
     if local is not None:
-        with open(local, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-                n += len(chunk)
-        return h.hexdigest(), n
+        from imagebuilder.fetch import sha256_file
+
+        return sha256_file(local), os.path.getsize(local)
     chunks = getattr(store, "iter_chunks", None)
     if chunks is not None:
+        h, n = hashlib.sha256(), 0
         for chunk in chunks(key):
             h.update(chunk)
             n += len(chunk)
