@@ -261,6 +261,7 @@ def _check_paths_json(tree: _Tree, keep: dict[str, bytes]) -> None:
 
 # --- zips (wheels, zip sdists) ------------------------------------------------------------------
 def _walk_zip(tree: _Tree, z: zipfile.ZipFile, hash_files: bool) -> None:
+    files: dict[zipfile.ZipInfo, str] = {}  # file member -> its normalized name
     for zi in z.infolist():
         name = tree.name(zi.filename)
         mode = zi.external_attr >> 16
@@ -268,6 +269,7 @@ def _walk_zip(tree: _Tree, z: zipfile.ZipFile, hash_files: bool) -> None:
             tree.add(name, 0)
             tree.dirs.add(name)
             continue
+        files[zi] = name
         tree.add(name, zi.file_size)
         tree.mode(name, mode)
         if mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
@@ -282,14 +284,13 @@ def _walk_zip(tree: _Tree, z: zipfile.ZipFile, hash_files: bool) -> None:
         from imagebuilder.zipscan import ZipScanError, member_digests
 
         try:
-            for zi, digest in member_digests(z, z.infolist()):
-                tree.files[tree.name(zi.filename)] = (digest, zi.file_size)
+            for zi, digest in member_digests(z, files):
+                tree.files[files[zi]] = (digest, zi.file_size)
         except ZipScanError as e:
             raise _fail(tree.archive, f"cannot read ({e})") from None
     else:
-        for zi in z.infolist():
-            if not zi.is_dir():
-                tree.files[tree.name(zi.filename)] = (None, zi.file_size)
+        for zi, name in files.items():
+            tree.files[name] = (None, zi.file_size)
     tree.finish()
 
 
