@@ -252,7 +252,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def copy_verified(src: Path, dest: Path, sha256: str, label: str) -> None:
     """Copy a local file, refusing it unless it hashes to sha256."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    from imagebuilder.atomic import temp_path
+
+    tmp = temp_path(dest, ".part")
     try:
         got = _copy_file(Path(src), tmp, None)
         _verify(label, got, sha256=sha256, md5=None, size=None)

@@ -23,9 +23,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from imagebuilder.atomic import write_atomic
 from imagebuilder.sbom import MEDIA_TYPE, build_sbom, fixed_epoch
 
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -173,9 +173,7 @@ def _write_layout(root: Path, sbom: bytes, subject: dict, notes: dict[str, str])
         entries = [m for m in index.get("manifests", []) if m.get("digest") != digest]
         index["manifests"] = [*entries, desc]
         path = root / "index.json"
-        tmp = path.with_name(f".index.json.{os.getpid()}.tmp")
-        tmp.write_bytes(json.dumps(index, indent=1, sort_keys=True).encode())
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(index, indent=1, sort_keys=True).encode())
     return desc
 
 

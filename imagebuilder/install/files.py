@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from imagebuilder.atomic import write_atomic
 from imagebuilder.env import CONDA, Package, ResolvedEnv
 from imagebuilder.errors import BadInput, ImgbuildError, IntegrityError, NotFound
 from imagebuilder.install.plan import CondaItem, WheelItem
@@ -174,9 +175,7 @@ def verify(path: Path, sha256: str, label: str) -> None:
     _check_archive(path)
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(fp))
-        os.replace(tmp, stamp)
+        write_atomic(stamp, json.dumps(fp).encode())
     except OSError:
         pass  # only an optimization
 

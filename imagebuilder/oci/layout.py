@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from imagebuilder.atomic import temp_path, write_atomic
 from imagebuilder.errors import BadInput, IntegrityError, NotFound, Unavailable
 from imagebuilder.oci.image import MT_INDEX, Artifact, BlobSource, Descriptor, ImageIndex
 from imagebuilder.oci.sink import Written
@@ -70,7 +71,7 @@ def copy_blob(src: BlobSource, desc: Descriptor, dest: Path) -> int:
     if dest.exists() and dest.stat().st_size == desc.size:
         return 0
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = temp_path(dest)
     local = src.local_path()
     try:
         if local is not None and _try_link(local, tmp, dest):
@@ -124,18 +125,14 @@ def write_bytes_blob(root: Path, data: bytes, digest: str) -> None:
 
 
 def _atomic_write(dest: Path, data: bytes) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
+    write_atomic(dest, data, fsync=True)
 
 
 def sweep_dead_temps(root: Path) -> int:
-    """Remove the temp files (`.<name>.<pid>.tmp`) of writers that were killed mid-write, at the
-    top of the layout and among the blobs, so blobs/sha256 holds only complete blobs. Only
-    temps whose process is gone (a live writer's file is never touched)."""
+    """Remove the temp files (`.<name>.<thread>.<pid>.tmp`: atomic.temp_path) of writers that
+    were killed mid-write, at the top of the layout and among the blobs, so blobs/sha256 holds
+    only complete blobs. Only temps whose process is gone (a live writer's file is never
+    touched)."""
     removed = 0
     for d in (root, root / "blobs" / "sha256"):
         try:

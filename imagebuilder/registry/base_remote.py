@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from imagebuilder.atomic import write_atomic
 from imagebuilder.errors import BadInput, IntegrityError, NotFound
 from imagebuilder.oci.base import Base, select_platform
 from imagebuilder.oci.image import Descriptor, Layer, Platform
@@ -172,8 +172,6 @@ def _remember(digest: str, data: bytes) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError:
         pass

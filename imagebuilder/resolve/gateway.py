@@ -12,7 +12,6 @@ channel trips the trap we switch shards off for that channel, remember it in the
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -38,9 +37,9 @@ def load_no_shards(cache_dir: Path) -> set[str]:
 def _save_no_shards(cache_dir: Path, urls: set[str]) -> None:
     path = _no_shards_path(cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(sorted(urls)))
-    os.replace(tmp, path)
+    from imagebuilder.atomic import write_atomic
+
+    write_atomic(path, json.dumps(sorted(urls)).encode())
 
 
 def _key(url: str) -> str:

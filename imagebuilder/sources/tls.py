@@ -53,9 +53,9 @@ def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
     digest = hashlib.sha256(data).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"imgbuild-ca-{os.getuid()}-{digest}.pem"
     if not path.is_file():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        from imagebuilder.atomic import write_atomic
+
+        write_atomic(path, data)
     return str(path)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from imagebuilder.atomic import temp_path
 from imagebuilder.errors import NotFound, Unavailable
 from imagebuilder.store.base import ObjectInfo, RaceLost, check_key
 from imagebuilder.testhooks import kill_point
@@ -76,9 +77,12 @@ class LocalStore:
             raise NotFound(f"{key} not found in store {self.url}")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        tmp = temp_path(dest, ".part")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def list(self, prefix: str) -> Iterator[str]:
         for info in self.list_info(prefix):

@@ -46,8 +46,11 @@ def adopt(key: str, path: Path) -> Path:
     except FileExistsError:
         pass
     except OSError:
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
         import shutil
+
+        from imagebuilder.atomic import temp_path
+
+        tmp = temp_path(dest, ".part")
 
         shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
