@@ -6,7 +6,10 @@ Order of a push (a failure at any point leaves no tag naming something incomplet
 2. Every blob in parallel (bounded): HEAD; if missing, mount it across repositories when the
    registry has it elsewhere (the base image's repository, or a repository this process pushed
    it to), else upload (upload.py: monolithic or chunked, retried, verified).
-3. Per-arch manifests, then the index, each PUT by digest as exact bytes.
+3. Per-arch manifests, then the index, each PUT by digest as exact bytes. A manifest refused
+   for an unknown blob (MANIFEST_BLOB_UNKNOWN) makes the sink HEAD its blobs again, upload any
+   missing, and retry: registries with eventually consistent storage answer so for a moment
+   after an upload, and docker-registry does while another client re-uploads a shared blob.
 4. Tags last: `<full_id16>[-variant]`, alias tags, the sink's own tag; a tag already at the
    digest is left alone.
 """
@@ -14,18 +17,20 @@ Order of a push (a failure at any point leaves no tag naming something incomplet
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from imagebuilder.oci.image import Artifact, BlobSource, Descriptor, ImageIndex
 from imagebuilder.oci.sink import Written
 from imagebuilder.registry.base_remote import RemoteBlob, client_for, is_insecure
-from imagebuilder.registry.client import RegistryClient
+from imagebuilder.registry.client import ManifestBlobUnknown, RegistryClient
 from imagebuilder.registry.reference import Reference, parse_reference
 from imagebuilder.registry.upload import mount_blob, upload_blob
 from imagebuilder.testhooks import kill_point
 
 DEFAULT_JOBS = 6
+MANIFEST_ATTEMPTS = 4  # PUTs of one manifest refused for an unknown blob before giving up
 
 # Blobs this process pushed, per registry host: digest -> repository (mount sources).
 _pushed: dict[str, dict[str, str]] = {}
@@ -80,17 +85,18 @@ class RegistrySink:
         client = self.client
         _ensure_ecr_repository(self.reference)
         self.stats = PushStats()
+        blobs = list(artifact.blobs())
         if client.manifest_digest(self.repo, artifact.digest) is None:
-            self._push_blobs(client, list(artifact.blobs()))
+            self._push_blobs(client, blobs)
             kill_point("push.manifest")  # testhooks: every blob uploaded, no manifest yet
             if isinstance(artifact, ImageIndex):
                 for img in artifact.images:
-                    client.put_manifest(self.repo, img.digest, img.manifest, img.media_type)
-            client.put_manifest(self.repo, artifact.digest, artifact.manifest, artifact.media_type)
+                    self._put(client, img.digest, img.manifest, img.media_type, blobs)
+            self._put(client, artifact.digest, artifact.manifest, artifact.media_type, blobs)
         for tag in tags:
             if client.manifest_digest(self.repo, tag) != artifact.digest:
                 kill_point("push.tag")  # testhooks: manifest stored by digest, tag not moved
-                client.put_manifest(self.repo, tag, artifact.manifest, artifact.media_type)
+                self._put(client, tag, artifact.manifest, artifact.media_type, blobs)
         return Written(
             self.name,
             artifact.digest,
@@ -98,6 +104,17 @@ class RegistrySink:
             self.stats.blobs_uploaded,
             self.stats.bytes_uploaded,
         )
+
+    def _put(self, client: RegistryClient, ref: str, raw: bytes, media_type: str, blobs) -> None:
+        for attempt in range(MANIFEST_ATTEMPTS):
+            try:
+                client.put_manifest(self.repo, ref, raw, media_type)
+                return
+            except ManifestBlobUnknown:
+                if attempt + 1 == MANIFEST_ATTEMPTS:
+                    raise
+            time.sleep(client.backoff * 2**attempt)
+            self._push_blobs(client, blobs)  # HEAD each again; upload what is really missing
 
     # --- blobs ----------------------------------------------------------------------------
 

@@ -47,6 +47,15 @@ def push_scope(repo: str) -> str:
     return f"repository:{repo}:pull,push"
 
 
+class ManifestBlobUnknown(BadInput):
+    """A manifest PUT refused because the registry does not see one of its blobs.
+
+    Also what docker-registry answers, wrongly, while another client re-uploads one of the
+    blobs: its filesystem driver truncates and rewrites the repository's blob link file, and a
+    manifest check reading it in between finds no digest (DIGEST_INVALID +
+    MANIFEST_BLOB_UNKNOWN). The sink re-checks its blobs and retries (oci/registry.py)."""
+
+
 @dataclass(frozen=True)
 class Manifest:
     raw: bytes
@@ -234,6 +243,11 @@ class RegistryClient:
             )
         if r.status_code == 403:
             return unauthorized(self.host, self.auth.lookup, f"403 denied: {detail}")
+        if r.status_code == 400 and "MANIFEST_BLOB_UNKNOWN" in detail and "/manifests/" in url:
+            return ManifestBlobUnknown(
+                f"{where} was refused: HTTP 400 {detail}",
+                "a blob the manifest names is not in the repository: push again",
+            )
         if r.status_code in (400, 405, 409, 412, 413, 415, 422):
             return BadInput(f"{where} was refused: HTTP {r.status_code} {detail}")
         return Unavailable(f"{where}: HTTP {r.status_code} {detail}", "retry later")

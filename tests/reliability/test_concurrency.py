@@ -66,12 +66,16 @@ def test_eight_processes_one_store_one_registry(
         start.wait(timeout=120)
         r = run(*args, env=extra, expect=None, timeout=600)
         if r.returncode != 0:
-            raise AssertionError(f"worker {i} resolve exit {r.returncode}: {r.stderr[-2000:]}")
+            raise AssertionError(
+                f"worker {i} resolve exit {r.returncode}: {r.stderr[-2000:]}{r.stdout[-2000:]}"
+            )
         full = r.json()["full_id"]
         p = run("push", full[:16], "--base", "scratch", "--to", sink, "--json", env=extra,
                 expect=None, timeout=600)  # fmt: skip
         if p.returncode != 0:
-            raise AssertionError(f"worker {i} push exit {p.returncode}: {p.stderr[-2000:]}")
+            raise AssertionError(
+                f"worker {i} push exit {p.returncode}: {p.stderr[-2000:]}{p.stdout[-2000:]}"
+            )
         results[i] = (full, p.json()["digest"])
 
     results: dict[int, tuple[str, str]] = {}
