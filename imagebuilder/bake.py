@@ -152,6 +152,16 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
     pyver = python_version(env)
     pyc = env.arch == host_arch() and env.package("python") is not None
     comp = opts.comp
+    venv: list[Entry] = []
+    if env.spec.python_from_base and env.package("python") is None:
+        from imagebuilder.oci.basepython import find_python, venv_entries
+
+        if pyver is None:
+            raise BadInput(
+                f"{env.short_id} is a venv on the base's python but names no python version",
+                "resolve again with --python X.Y",
+            )
+        venv = venv_entries(PREFIX, find_python(base, pyver), pyver)
     groups = plan_layers(plan_items(env, store), len(base.layers), opts.rules)
     keys = {
         g.name: layerindex.layer_key(g.member_sha256s, pyver, PREFIX, comp, opts.epoch, pyc)
@@ -199,8 +209,8 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
             for r in [records[g.name]]
         ]
         activation = _activation_env(records.values())
-        env_vars = _config_env(env, base, activation)
-        meta = _meta_layer(env, env_vars, store, comp, opts.epoch)
+        env_vars = _config_env(env, base, activation, venv=bool(venv))
+        meta = _meta_layer(env, env_vars, store, comp, opts.epoch, venv)
     warnings = _link_script_warning(records.values())
     labels = _labels(env, base, opts.epoch)
     image = append(
@@ -285,13 +295,15 @@ def _activation_env(records) -> dict[str, str]:
     return out
 
 
-def _config_env(env: ResolvedEnv, base: Base, activation: dict[str, str]) -> dict[str, str]:
+def _config_env(
+    env: ResolvedEnv, base: Base, activation: dict[str, str], venv: bool = False
+) -> dict[str, str]:
     base_env = dict(
         e.split("=", 1) for e in (base.config.get("config") or {}).get("Env") or [] if "=" in e
     )
     out = {k: v for k, v in activation.items() if k not in ("PATH", "CONDA_PREFIX")}
     out["PATH"] = f"{PREFIX}/bin:{base_env.get('PATH', DEFAULT_PATH)}"
-    out["CONDA_PREFIX"] = PREFIX
+    out["VIRTUAL_ENV" if venv else "CONDA_PREFIX"] = PREFIX
     out["IMGBUILD_ENV_ID"] = env.short_id
     return dict(sorted(out.items()))
 
@@ -311,9 +323,12 @@ def _labels(env: ResolvedEnv, base: Base, epoch: int) -> dict[str, str]:
     return labels
 
 
-def _meta_layer(env: ResolvedEnv, env_vars: dict, store, comp: Compression, epoch: int) -> Layer:
+def _meta_layer(
+    env: ResolvedEnv, env_vars: dict, store, comp: Compression, epoch: int, venv: list[Entry]
+) -> Layer:
     """The env's own small last layer: imgbuild-env.json (ids and package identities, no
-    timestamps), the conda-meta/history marker, and an activate script with the config Env."""
+    timestamps), the conda-meta/history marker, an activate script with the config Env, and
+    for a venv on the base's python its pyvenv.cfg and bin/python links."""
     desc = {
         "format": 1,
         "req_id": env.req_id,
@@ -328,8 +343,10 @@ def _meta_layer(env: ResolvedEnv, env_vars: dict, store, comp: Compression, epoc
     p = PREFIX.strip("/")
     entries = [
         Entry(f"{p}/imgbuild-env.json", "file", data=(canonical_json(desc) + "\n").encode()),
-        Entry(f"{p}/conda-meta/history", "file", data=b""),
+        # conda-meta/history marks a conda env (conda, Metaflow); a venv has pyvenv.cfg instead
+        *([] if venv else [Entry(f"{p}/conda-meta/history", "file", data=b"")]),
         Entry(f"{p}/etc/imgbuild/activate.sh", "file", data=activate.encode()),
+        *venv,
     ]
     # Known from an earlier bake (layer index): no tar, no compression on a re-push.
     key = layerindex.generated_key(entries, comp, epoch)

@@ -51,8 +51,11 @@ def ident(p: Package) -> str:
 
 
 def python_version(env: ResolvedEnv) -> str | None:
-    v = env.python_version
-    return ".".join(v.split(".")[:2]) if v else None
+    """X.Y of the env's python: conda's, or for a venv on the base's python
+    (--python-from-base) the version the PyPI packages were resolved for."""
+    v = env.python_version or (env.spec.python if env.spec.python_from_base else None)
+    parts = (v or "").removesuffix(".*").split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 and all(x.isdigit() for x in parts[:2]) else None
 
 
 def stage(

@@ -45,7 +45,7 @@ def _bake(ui: Ui, cfg, env_ref, base, compression, user, arches):
     """(store, envs, baked): the envs are read once and handed on (SBOMs), not read again."""
     from imagebuilder.bake import BakeOptions, bake, source_date_epoch
     from imagebuilder.catalog import find_envs
-    from imagebuilder.errors import NotFound, UsageError
+    from imagebuilder.errors import NotFound
     from imagebuilder.ids import AliasRef, parse_env_ref
     from imagebuilder.store import open_store
 
@@ -59,12 +59,6 @@ def _bake(ui: Ui, cfg, env_ref, base, compression, user, arches):
         envs = [e for e in envs if e.arch in arches]
         if not envs:
             raise NotFound(f"{env_ref} has no environment for {', '.join(arches)}")
-    if any(e.spec.python_from_base for e in envs):
-        raise UsageError(
-            "images of --python-from-base environments (a venv on the base's python) are not "
-            "supported yet",
-            "resolve without --python-from-base: python then comes from conda",
-        )
     opts = BakeOptions(
         base=base or str(cfg.get("base_image") or "scratch"),
         compression=compression or cfg.compression,

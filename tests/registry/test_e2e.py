@@ -164,6 +164,44 @@ def test_run_through_podman(R, store_env, cli_env, tmp_path):
     assert "e2e-ok from the host /opt/imgbuild/env" in r.stdout
 
 
+def test_venv_on_the_base_python_runs_through_podman(R, cli_env, tmp_path):
+    # --python-from-base: no conda python in the image; the PyPI packages are a venv on the
+    # base image's python (the rig's python-base: Debian's /usr/bin/python3.11).
+    cli_env["IMGBUILD_STORE"] = str(tmp_path / "vstore")
+    r = cli(
+        ["resolve", "--pypi", "imgb-hello", "--pypi", "six", "--python-from-base", "--python",
+         "3.11", "--index-url", R["IMGBUILD_RIG_INDEX_URL"], "--json"],
+        cli_env, cwd=tmp_path,
+    )  # fmt: skip
+    ref = json.loads(r.stdout)["full_id"][:16]
+    # A base without that python: one clear line, nothing written.
+    bad = cli(["push", ref, "--to", f"oci:{tmp_path}/o", "--base", R["IMGBUILD_RIG_BASE_OCI"]],
+              cli_env, expect=1, cwd=tmp_path)  # fmt: skip
+    assert "has no python3.11" in bad.stderr and "--python-from-base" in bad.stderr
+    assert not (tmp_path / "o" / "index.json").exists()
+    cli_env["DOCKER_HOST"] = R["IMGBUILD_RIG_PODMAN_SOCKET"]
+    for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF"):
+        cli_env[key] = R[key]
+    code = (
+        "import sys, os, six, imgb_hello; print(sys.prefix, sys.base_prefix, sys.executable, "
+        "os.environ['VIRTUAL_ENV'], 'CONDA_PREFIX' in os.environ, six.__file__)"
+    )
+    out = cli(
+        ["run", ref, "--to", f"docker://{R['IMGBUILD_RIG_REGISTRY']}/envs/venv", "--base",
+         R["IMGBUILD_RIG_PYBASE_IMAGE"], "--", "sh", "-c", f'python -c "{code}" && imgb-hello'],
+        cli_env, cwd=tmp_path,
+    ).stdout.split("\n")  # fmt: skip
+    assert out[0].split() == [
+        "/opt/imgbuild/env",
+        "/usr",
+        "/opt/imgbuild/env/bin/python",
+        "/opt/imgbuild/env",
+        "False",
+        "/opt/imgbuild/env/lib/python3.11/site-packages/six.py",
+    ], out
+    assert out[1].startswith("imgb-hello "), out
+
+
 def test_run_loads_archive_without_registry(R, store_env, cli_env, tmp_path):
     _, env = store_env
     cli_env["DOCKER_HOST"] = R["IMGBUILD_RIG_PODMAN_SOCKET"]

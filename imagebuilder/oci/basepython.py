@@ -1,0 +1,112 @@
+"""The base image's python, for envs resolved with `--python-from-base` (a venv on it).
+
+Found by reading the base's layer tars (names only, whiteouts applied), not by running the
+image: bakes need no container engine and work across arches. Where images put it:
+`/usr/local/bin/pythonX.Y` (python:X.Y images, built from source) before `/usr/bin/pythonX.Y`
+(distribution packages). The venv's own files (pyvenv.cfg, bin/python -> that interpreter)
+are what `install/venv.py` writes for hydrated venvs, here as layer entries.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+
+from imagebuilder.errors import BadInput
+from imagebuilder.oci.base import Base
+from imagebuilder.oci.layer import Entry, decompressor
+
+CANDIDATES = ("usr/local/bin/python{xy}", "usr/bin/python{xy}", "opt/python/bin/python{xy}")
+
+
+class _Chunks:
+    """A read()-able view of an iterator of byte chunks (tarfile's stream mode reads it)."""
+
+    def __init__(self, chunks) -> None:
+        self._it, self._buf = iter(chunks), b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            nxt = next(self._it, None)
+            if nxt is None:
+                break
+            self._buf += nxt
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def _names(base: Base) -> dict[str, str | None]:
+    """Every path of the base's filesystem -> its symlink target (None for other kinds)."""
+    seen: dict[str, str | None] = {}
+    for layer in base.layers:
+        with layer.source.open() as f:
+            stream = _Chunks(decompressor(layer.descriptor.media_type)(f))
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for m in tar:
+                    name = m.name[2:] if m.name.startswith("./") else m.name
+                    name = posixpath.normpath(name.lstrip("/") or ".")
+                    head, tail = posixpath.split(name)
+                    if tail == ".wh..wh..opq":  # opaque dir: lower layers' children are gone
+                        for k in [k for k in seen if k.startswith(head + "/")]:
+                            del seen[k]
+                    elif tail.startswith(".wh."):
+                        gone = posixpath.join(head, tail[4:])
+                        for k in [k for k in seen if k == gone or k.startswith(gone + "/")]:
+                            del seen[k]
+                    else:
+                        seen[name] = m.linkname if m.issym() else None
+    return seen
+
+
+def _resolve(names: dict[str, str | None], path: str) -> str | None:
+    """`path` with symlinked parent folders followed (merged /usr: bin -> usr/bin)."""
+    parts, out = path.split("/"), ""
+    for _ in range(40):  # bounded: a symlink loop in a base must not hang the bake
+        if not parts:
+            return out if out in names else None
+        out = posixpath.join(out, parts.pop(0)) if out else parts.pop(0)
+        target = names.get(out)
+        if target is not None and parts:
+            base = "" if target.startswith("/") else posixpath.dirname(out)
+            out = posixpath.normpath(posixpath.join(base, target.lstrip("/"))).lstrip("/")
+            parts = out.split("/") + parts
+            out = ""
+    return None
+
+
+def find_python(base: Base, xy: str) -> str:
+    """The absolute path of the base's pythonX.Y (BadInput naming what was looked for)."""
+    names = _names(base) if not base.is_scratch else {}
+    for c in CANDIDATES:
+        rel = c.format(xy=xy)
+        if _resolve(names, rel) is not None:
+            return "/" + rel
+    looked = ", ".join("/" + c.format(xy=xy) for c in CANDIDATES)
+    raise BadInput(
+        f"base {base.name} has no python{xy} (looked for {looked}); this environment is a venv "
+        "on the base's python (--python-from-base)",
+        f"push with --base naming an image that has Python {xy} (e.g. python:{xy}-slim), or "
+        "resolve without --python-from-base so python comes from conda",
+    )
+
+
+def venv_entries(prefix: str, python: str, xy: str) -> list[Entry]:
+    """The venv skeleton on `python` (install/venv.py's files, for the image prefix)."""
+    p = prefix.strip("/")
+    cfg = (
+        f"home = {posixpath.dirname(python)}\n"
+        "include-system-site-packages = false\n"
+        f"version = {xy}\n"
+        f"executable = {python}\n"
+        "created-by = imgbuild\n"
+    )
+    return [
+        Entry(f"{p}/pyvenv.cfg", "file", data=cfg.encode()),
+        Entry(f"{p}/bin/python", "symlink", target=python),
+        Entry(f"{p}/bin/python3", "symlink", target="python"),
+        Entry(f"{p}/bin/python{xy}", "symlink", target="python"),
+        Entry(f"{p}/lib64", "symlink", target="lib"),
+    ]
