@@ -11,6 +11,8 @@
 ARG BASE_IMAGE=@@BASE_IMAGE@@
 ARG BUILDER_IMAGE=@@BUILDER_IMAGE@@
 
+# A venv env (--python-from-base) is made on the builder's python3 and links to it: the base
+# must have that python at the same path (the default builder is the base itself).
 FROM ${BUILDER_IMAGE} AS build
 COPY . /imgbuild/
 # --target: works with any python3 + pip (Debian's has no venv module without python3-venv).
@@ -23,7 +25,7 @@ RUN python3 -m pip install --no-index --no-deps --target /imgbuild/site --quiet 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/imgbuild/env /opt/imgbuild/env
 ENV PATH=/opt/imgbuild/env/bin:@@BASE_PATH@@ \
-    CONDA_PREFIX=/opt/imgbuild/env \
+    @@PREFIX_VAR@@=/opt/imgbuild/env \
     IMGBUILD_ENV_ID=@@REQ_ID16@@:@@FULL_ID16@@
 LABEL dev.imgbuild.req_id="@@REQ_ID@@" \
       dev.imgbuild.full_id="@@FULL_ID@@" \
