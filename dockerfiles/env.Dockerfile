@@ -25,7 +25,7 @@ RUN python3 -m pip install --no-index --no-deps --target /imgbuild/site --quiet 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/imgbuild/env /opt/imgbuild/env
 ENV PATH=/opt/imgbuild/env/bin:@@BASE_PATH@@ \
-    @@PREFIX_VAR@@=/opt/imgbuild/env \
+    CONDA_PREFIX=/opt/imgbuild/env @@VENV_VAR@@\
     IMGBUILD_ENV_ID=@@REQ_ID16@@:@@FULL_ID16@@
 LABEL dev.imgbuild.req_id="@@REQ_ID@@" \
       dev.imgbuild.full_id="@@FULL_ID@@" \

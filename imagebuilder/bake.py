@@ -303,7 +303,9 @@ def _config_env(
     )
     out = {k: v for k, v in activation.items() if k not in ("PATH", "CONDA_PREFIX")}
     out["PATH"] = f"{PREFIX}/bin:{base_env.get('PATH', DEFAULT_PATH)}"
-    out["VIRTUAL_ENV" if venv else "CONDA_PREFIX"] = PREFIX
+    out["CONDA_PREFIX"] = PREFIX  # CONTRACT.md's config Env, for venv images too
+    if venv:
+        out["VIRTUAL_ENV"] = PREFIX
     out["IMGBUILD_ENV_ID"] = env.short_id
     return dict(sorted(out.items()))
 

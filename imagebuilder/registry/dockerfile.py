@@ -51,8 +51,8 @@ def render_env(env, base: str, builder: str | None = None) -> str:
         "BASE_IMAGE": base,
         "BUILDER_IMAGE": builder or base,
         "BASE_PATH": DEFAULT_PATH,
-        # a venv on the base's python is not a conda env (same split as bake's config Env)
-        "PREFIX_VAR": "VIRTUAL_ENV" if env.package("python") is None else "CONDA_PREFIX",
+        # a venv on the base's python also gets VIRTUAL_ENV (as bake's config Env)
+        "VENV_VAR": "VIRTUAL_ENV=/opt/imgbuild/env " if env.package("python") is None else "",
     }
     text = TEMPLATE.read_text()
     for key, value in values.items():

@@ -20,6 +20,6 @@ def test_prefix_variable_follows_the_env_kind():
     )
     conda = ResolvedEnv(make_spec(arch="linux-64", conda=["python"]), (_pkg(CONDA, "python"),))
     v, c = render_env(venv, "base:1"), render_env(conda, "base:1")
-    assert "VIRTUAL_ENV=/opt/imgbuild/env" in v and "CONDA_PREFIX" not in v
-    assert "CONDA_PREFIX=/opt/imgbuild/env" in c and "VIRTUAL_ENV" not in c
+    assert "CONDA_PREFIX=/opt/imgbuild/env VIRTUAL_ENV=/opt/imgbuild/env \\\n" in v
+    assert "CONDA_PREFIX=/opt/imgbuild/env \\\n" in c and "VIRTUAL_ENV" not in c
     assert "@@" not in v + c
