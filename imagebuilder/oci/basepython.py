@@ -77,13 +77,44 @@ def _resolve(names: dict[str, str | None], path: str) -> str | None:
     return None
 
 
-def find_python(base: Base, xy: str) -> str:
-    """The absolute path of the base's pythonX.Y (BadInput naming what was looked for)."""
+def _search(base: Base, xy: str) -> str | None:
     names = _names(base) if not base.is_scratch else {}
     for c in CANDIDATES:
         rel = c.format(xy=xy)
         if _resolve(names, rel) is not None:
             return "/" + rel
+    return None
+
+
+def _remembered(base: Base, xy: str) -> str | None:
+    """_search, remembered per base digest in the local cache: a remote base's layers are
+    otherwise downloaded on every push of a venv env just to read their names."""
+    if base.digest is None:
+        return _search(base, xy)
+    import json
+
+    from imagebuilder.atomic import write_atomic
+    from imagebuilder.store.localcache import cache_root
+
+    path = cache_root() / "base-python" / f"{base.digest.split(':')[-1]}-{xy}.json"
+    try:
+        return json.loads(path.read_text())["python"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = _search(base, xy)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"python": found}).encode())
+    except OSError:
+        pass  # a read-only cache only costs the next push the same search
+    return found
+
+
+def find_python(base: Base, xy: str) -> str:
+    """The absolute path of the base's pythonX.Y (BadInput naming what was looked for)."""
+    found = _remembered(base, xy)
+    if found is not None:
+        return found
     looked = ", ".join("/" + c.format(xy=xy) for c in CANDIDATES)
     raise BadInput(
         f"base {base.name} has no python{xy} (looked for {looked}); this environment is a venv "

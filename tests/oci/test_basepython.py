@@ -3,6 +3,7 @@ whiteouts applied, symlinked folders followed; a clear error when it is not ther
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 
@@ -29,7 +30,39 @@ def layer(*members: tuple[str, str | None]) -> Layer:
 
 
 def base(*layers: Layer) -> Base:
-    return Base("test-base", "sha256:" + "1" * 64, {}, tuple(layers), Platform("linux", "amd64"))
+    # a digest per content: found pythons are remembered per base digest
+    digest = hashlib.sha256(b"".join(x.source.data for x in layers)).hexdigest()
+    return Base("test-base", f"sha256:{digest}", {}, tuple(layers), Platform("linux", "amd64"))
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+class CountingBlob(BytesBlob):
+    opened = 0
+
+    def open(self):
+        CountingBlob.opened += 1
+        return super().open()
+
+
+def test_found_python_is_remembered_per_base_digest(cache_dir):
+    plain = layer(("usr/bin/python3.11", None))
+    counted = Layer(plain.descriptor, plain.diff_id, CountingBlob(plain.source.data), "base")
+    b = base(counted)
+    assert find_python(b, "3.11") == "/usr/bin/python3.11"
+    with pytest.raises(BadInput):
+        find_python(b, "3.12")
+    opened = CountingBlob.opened
+    assert opened == 2
+    assert find_python(b, "3.11") == "/usr/bin/python3.11"
+    with pytest.raises(BadInput):
+        find_python(b, "3.12")
+    assert CountingBlob.opened == opened  # both answers came from the cache
+    assert len(list((cache_dir / "base-python").iterdir())) == 2
 
 
 def test_prefers_usr_local_then_usr():
