@@ -16,6 +16,7 @@ from imagebuilder.urls import redact, strip_credentials
 _TOP_MISSING = re.compile(r"No candidates were found for ([A-Za-z0-9_.\-]+)\s*([^\n]*?)\.?$", re.M)
 _LEAF_MISSING = re.compile(r"([A-Za-z0-9_.\-]+)[ \t]*([^,\n]*), for which no candidates were found")
 _URL = re.compile(r"(?:https?|file)://[^\s)'\"]+")
+_PORT = re.compile(r"(?<=[\w\]]):\d{1,5}\b")
 _SUBDIR_FILE = re.compile(r"/(?:noarch|linux-64|linux-aarch64|osx-64|osx-arm64|win-64)/[^/]*$")
 
 
@@ -143,9 +144,12 @@ def channel_failure(message: str, spec: EnvSpec) -> ImgbuildError:
 
 
 def _unavailable(what: str, url: str, message: str) -> ImgbuildError:
-    low = message.lower()
-    status = re.search(r"\b(4\d\d|5\d\d)\b[^\n]*", message)
-    if "401" in low or "403" in low or "unauthorized" in low or "forbidden" in low:
+    # Status codes are looked for with URLs and ports blanked out: a channel on port 40345
+    # is not an HTTP 403 (a CI run drew that port: its TLS failure read as "refused access").
+    scan = _PORT.sub(":<port>", _URL.sub("<url>", message))
+    low = scan.lower()
+    status = re.search(r"\b(4\d\d|5\d\d)\b[^\n]*", scan)
+    if re.search(r"\b40[13]\b", low) or "unauthorized" in low or "forbidden" in low:
         return Unavailable(
             f"{what} {url} refused access ({status.group(0).strip() if status else 'denied'})",
             "check the credentials for it (user:password@ or a token in the URL, "
@@ -164,7 +168,7 @@ def _unavailable(what: str, url: str, message: str) -> ImgbuildError:
             if what == "conda channel"
             else "check the URL: a simple index looks like https://pypi.org/simple",
         )
-    code = re.search(r"\((\d{3}) ([^)]*)\)", message)
+    code = re.search(r"\((\d{3}) ([^)]*)\)", scan)
     if "refused" in low:
         reason = "connection refused"
     elif "timed out" in low or "timeout" in low:

@@ -93,6 +93,27 @@ def test_channel_failures_hide_credentials():
     assert e.message == "conda channel http://127.0.0.1:8765/nochan was not found (HTTP 404)"
 
 
+def test_status_codes_are_not_read_from_ports():
+    # A CI run drew port 40345 for the TLS channel: its unknown-CA failure read as HTTP 403.
+    tls = (
+        "error sending request for url (https://alice:pw@127.0.0.1:40345/linux-64/repodata.json)"
+        "\nCaused by: client error (Connect)\nCaused by: invalid peer certificate: UnknownIssuer"
+    )
+    e = channel_failure(tls, SPEC)
+    assert "TLS certificate is not trusted" in e.message and "pw" not in e.message
+    assert "127.0.0.1:40345" in e.message
+    port_only = tls.replace("(https://alice:pw@127.0.0.1:40345/linux-64/repodata.json)", "")
+    port_only += " (tcp connect 127.0.0.1:50401)"
+    assert "TLS certificate" in channel_failure(port_only, SPEC).message
+    denied = (
+        "failed to fetch repodata from https://127.0.0.1:40345/linux-64/repodata.json\n"
+        "Caused by: HTTP status client error (403 Forbidden) for url "
+        "(https://127.0.0.1:40345/linux-64/repodata.json)"
+    )
+    e = channel_failure(denied, SPEC)
+    assert e.message.startswith("conda channel https://127.0.0.1:40345 refused access (403")
+
+
 def test_uv_mixed_conflict_names_both_sides():
     stderr = (
         "error: No solution found when resolving dependencies:\n"
