@@ -221,12 +221,27 @@ def _pull(client, ref: str):
     return client.images.get(ref)  # a failed pull only shows here (404), not as an exception
 
 
+def _run(client, image: str, command: list[str]) -> bytes:
+    """Run to the end, then read the output. Not `containers.run`: it follows the logs of a
+    container that may already have exited, and podman's follow then hung once in CI (the
+    stream never ended). imgbuild's own engine.py attaches before it starts, which is safe."""
+    c = client.containers.create(image, command)
+    try:
+        c.start()
+        status = c.wait(timeout=300)["StatusCode"]
+        out = c.logs(stdout=True, stderr=False)
+        assert status == 0, (status, out, c.logs(stdout=False, stderr=True))
+        return out
+    finally:
+        c.remove(force=True)
+
+
 def test_podman_pulls_base_and_runs_bash(rig):
     client = rig.docker_client()
     assert client.ping()
     image = _pull(client, rig.base_image)
     assert rig.base_digest in json.dumps(image.attrs.get("RepoDigests", []))
-    out = client.containers.run(rig.base_image, ["bash", "-c", "echo ok"], remove=True)
+    out = _run(client, rig.base_image, ["bash", "-c", "echo ok"])
     assert out == b"ok\n"
 
 
@@ -238,9 +253,9 @@ def test_podman_runs_python_base(rig):
         "assert ctx.cert_store_stats()['x509_ca'] > 50; "
         "assert os.path.exists('/etc/ssl/certs/ca-certificates.crt'); print('ok', ssl.OPENSSL_VERSION)"
     )
-    out = client.containers.run(rig.pybase_image, ["python3", "-c", script], remove=True)
+    out = _run(client, rig.pybase_image, ["python3", "-c", script])
     assert out.startswith(b"ok OpenSSL 3")
-    out = client.containers.run(rig.pybase_image, ["pip", "--version"], remove=True)
+    out = _run(client, rig.pybase_image, ["pip", "--version"])
     assert out.startswith(b"pip ")
 
 
