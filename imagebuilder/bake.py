@@ -27,7 +27,7 @@ from imagebuilder.oci.base import Base, open_base
 from imagebuilder.oci.image import Artifact, Descriptor, Layer, Platform, append, make_index
 from imagebuilder.oci.layer import Compression, Entry, entry_for, member_content, write_layer
 from imagebuilder.oci.plan import LayerGroup, PlanItem, Rules, check_collisions, plan_layers
-from imagebuilder.stage import PREFIX, StagedPackage, ident, python_version, stage
+from imagebuilder.stage import PREFIX, StagedPackage, ident, stage
 from imagebuilder.testhooks import kill_point
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -149,11 +149,11 @@ def plan_items(env: ResolvedEnv, store) -> list[PlanItem]:
 def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
     from imagebuilder.platforms import host_arch
 
-    pyver = python_version(env)
+    pyver = env.python_xy
     pyc = env.arch == host_arch() and env.package("python") is not None
     comp = opts.comp
     venv: list[Entry] = []
-    if env.spec.python_from_base and env.package("python") is None:
+    if env.is_venv:
         from imagebuilder.oci.basepython import find_python, venv_entries
 
         if pyver is None:

@@ -185,6 +185,20 @@ class ResolvedEnv:
         py = next((p for p in self.conda_packages() if p.name == "python"), None)
         return py.version if py else None
 
+    @property
+    def is_venv(self) -> bool:
+        """No conda packages (--python-from-base): a venv on a python the env does not bring."""
+        return not self.conda_packages()
+
+    @property
+    def python_xy(self) -> str | None:
+        """X.Y of the env's python: conda's, or for a venv the version it was resolved for."""
+        v = self.python_version or (self.spec.python if self.is_venv else None)
+        parts = (v or "").removesuffix(".*").split(".")
+        return (
+            ".".join(parts[:2]) if len(parts) >= 2 and all(x.isdigit() for x in parts[:2]) else None
+        )
+
     def with_packages(self, packages) -> ResolvedEnv:
         return replace(self, packages=tuple(packages))
 

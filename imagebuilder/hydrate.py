@@ -182,7 +182,7 @@ def _create_from_packages(env, store, target: Path, python, say) -> tuple[str, t
     from imagebuilder.install import files as files_mod
 
     base = None
-    if not env.conda_packages():
+    if env.is_venv:
         base = venv.probe(python or _default_python(env))
         _check_base_python(env, base)
         py_version = base.xy
@@ -192,7 +192,7 @@ def _create_from_packages(env, store, target: Path, python, say) -> tuple[str, t
                 "--python applies only to environments without conda packages",
                 "this environment brings its own python from conda",
             )
-        py_version = ".".join((env.python_version or "").split(".")[:2]) or None
+        py_version = env.python_xy
     n = len(env.packages)
     say(f"fetching {n} packages from {store.url}")
     conda, wheels = files_mod.gather(env, store, py_version or "")
@@ -223,19 +223,11 @@ def _create_from_packages(env, store, target: Path, python, say) -> tuple[str, t
     return method, report.link_scripts
 
 
-def _required_python(env: ResolvedEnv) -> str | None:
-    v = (env.spec.python or "").removesuffix(".*")
-    parts = v.split(".")
-    if len(parts) >= 2 and all(p.isdigit() for p in parts):
-        return ".".join(parts[:2])
-    return None
-
-
 def _default_python(env: ResolvedEnv) -> str:
     import shutil
     import sys
 
-    want = _required_python(env)
+    want = env.python_xy
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     if want in (None, here):
         return sys.executable
@@ -249,7 +241,7 @@ def _default_python(env: ResolvedEnv) -> str:
 
 
 def _check_base_python(env: ResolvedEnv, base) -> None:
-    want = _required_python(env)
+    want = env.python_xy
     if want is not None and want != base.xy:
         raise BadInput(
             f"{env.short_id} was resolved for python {want}, but {base.executable} is {base.xy}",

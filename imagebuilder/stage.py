@@ -50,14 +50,6 @@ def ident(p: Package) -> str:
     return f"{p.kind}/{p.name}"
 
 
-def python_version(env: ResolvedEnv) -> str | None:
-    """X.Y of the env's python: conda's, or for a venv on the base's python
-    (--python-from-base) the version the PyPI packages were resolved for."""
-    v = env.python_version or (env.spec.python if env.spec.python_from_base else None)
-    parts = (v or "").removesuffix(".*").split(".")
-    return ".".join(parts[:2]) if len(parts) >= 2 and all(x.isdigit() for x in parts[:2]) else None
-
-
 def stage(
     env: ResolvedEnv,
     packages: Sequence[Package],
@@ -69,7 +61,7 @@ def stage(
     """Stage `packages` (a subset of env's) under `workdir`; return them by ident."""
     conda = [p for p in packages if p.kind == CONDA]
     wheels = [p for p in packages if p.kind == PYPI]
-    pyver = python_version(env)
+    pyver = env.python_xy
     if wheels and not pyver:
         raise BadInput(
             "this environment has PyPI packages but no conda python",

@@ -42,25 +42,38 @@ def probe(python: str) -> BasePython:
     return BasePython(os.path.realpath(exe), tuple(ver))
 
 
-def create(staging: Path, prefix: str, base: BasePython) -> str:
-    """Write the venv into staging for its final path prefix; returns site-packages (relative)."""
-    xy = base.xy
-    bindir = staging / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    site = f"lib/python{xy}/site-packages"
-    (staging / site).mkdir(parents=True, exist_ok=True)
-    if not (staging / "lib64").exists():
-        os.symlink("lib", staging / "lib64")
-    (staging / "pyvenv.cfg").write_text(
-        f"home = {os.path.dirname(base.executable)}\n"
+def pyvenv_cfg(executable: str, version: str) -> str:
+    """pyvenv.cfg of a venv on `executable` (also written into venv images: oci/basepython.py)."""
+    return (
+        f"home = {os.path.dirname(executable)}\n"
         "include-system-site-packages = false\n"
-        f"version = {'.'.join(map(str, base.version))}\n"
-        f"executable = {base.executable}\n"
+        f"version = {version}\n"
+        f"executable = {executable}\n"
         "created-by = imgbuild\n"
     )
-    os.symlink(base.executable, bindir / "python")
-    for alias in ("python3", f"python{xy}"):
-        os.symlink("python", bindir / alias)
+
+
+def links(executable: str, xy: str) -> tuple[tuple[str, str], ...]:
+    """The venv's symlinks, (path in the venv, target)."""
+    return (
+        ("bin/python", executable),
+        ("bin/python3", "python"),
+        (f"bin/python{xy}", "python"),
+        ("lib64", "lib"),
+    )
+
+
+def create(staging: Path, prefix: str, base: BasePython) -> str:
+    """Write the venv into staging for its final path prefix; returns site-packages (relative)."""
+    bindir = staging / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    site = f"lib/python{base.xy}/site-packages"
+    (staging / site).mkdir(parents=True, exist_ok=True)
+    version = ".".join(map(str, base.version))
+    (staging / "pyvenv.cfg").write_text(pyvenv_cfg(base.executable, version))
+    for rel, target in links(base.executable, base.xy):
+        if not os.path.lexists(staging / rel):
+            os.symlink(target, staging / rel)
     (bindir / "activate").write_text(_ACTIVATE.replace("@PREFIX@", prefix))
     return site
 

@@ -1,63 +1,47 @@
 """The base image's python, for envs resolved with `--python-from-base` (a venv on it).
 
-Found by reading the base's layer tars (names only, whiteouts applied), not by running the
-image: bakes need no container engine and work across arches. Where images put it:
-`/usr/local/bin/pythonX.Y` (python:X.Y images, built from source) before `/usr/bin/pythonX.Y`
-(distribution packages). The venv's own files (pyvenv.cfg, bin/python -> that interpreter)
+Found by reading the base's layer tars (names only, through tarscan.py; whiteouts applied),
+not by running the image: bakes need no container engine and work across arches. Where
+images put it: `/usr/local/bin/pythonX.Y` (python:X.Y images, built from source) before
+`/usr/bin/pythonX.Y` (distribution packages). The venv's own files (pyvenv.cfg, bin/python -> that interpreter)
 are what `install/venv.py` writes for hydrated venvs, here as layer entries.
 """
 
 from __future__ import annotations
 
 import posixpath
-import tarfile
 
 from imagebuilder.errors import BadInput
+from imagebuilder.install.venv import links, pyvenv_cfg
 from imagebuilder.oci.base import Base
-from imagebuilder.oci.layer import Entry, decompressor
+from imagebuilder.oci.layer import Entry, decompressed
+from imagebuilder.tarscan import SYMLINK, TarError, scan
 
 CANDIDATES = ("usr/local/bin/python{xy}", "usr/bin/python{xy}", "opt/python/bin/python{xy}")
-
-
-class _Chunks:
-    """A read()-able view of an iterator of byte chunks (tarfile's stream mode reads it)."""
-
-    def __init__(self, chunks) -> None:
-        self._it, self._buf = iter(chunks), b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            nxt = next(self._it, None)
-            if nxt is None:
-                break
-            self._buf += nxt
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
 
 
 def _names(base: Base) -> dict[str, str | None]:
     """Every path of the base's filesystem -> its symlink target (None for other kinds)."""
     seen: dict[str, str | None] = {}
-    for layer in base.layers:
+    for n, layer in enumerate(base.layers, 1):
         with layer.source.open() as f:
-            stream = _Chunks(decompressor(layer.descriptor.media_type)(f))
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for m in tar:
-                    name = m.name[2:] if m.name.startswith("./") else m.name
-                    name = posixpath.normpath(name.lstrip("/") or ".")
-                    head, tail = posixpath.split(name)
-                    if tail == ".wh..wh..opq":  # opaque dir: lower layers' children are gone
-                        for k in [k for k in seen if k.startswith(head + "/")]:
-                            del seen[k]
-                    elif tail.startswith(".wh."):
-                        gone = posixpath.join(head, tail[4:])
-                        for k in [k for k in seen if k == gone or k.startswith(gone + "/")]:
-                            del seen[k]
-                    else:
-                        seen[name] = m.linkname if m.issym() else None
+            try:
+                members = list(scan(decompressed(layer.descriptor.media_type, f), hash_files=False))
+            except TarError as e:
+                raise BadInput(f"base {base.name}: layer {n} is not a readable tar ({e})") from None
+        for m in members:
+            name = m.name[2:] if m.name.startswith("./") else m.name
+            name = posixpath.normpath(name.lstrip("/") or ".")
+            head, tail = posixpath.split(name)
+            if tail == ".wh..wh..opq":  # opaque dir: lower layers' children are gone
+                for k in [k for k in seen if k.startswith(head + "/")]:
+                    del seen[k]
+            elif tail.startswith(".wh."):
+                gone = posixpath.join(head, tail[4:])
+                for k in [k for k in seen if k == gone or k.startswith(gone + "/")]:
+                    del seen[k]
+            else:
+                seen[name] = m.linkname if m.kind == SYMLINK else None
     return seen
 
 
@@ -127,17 +111,7 @@ def find_python(base: Base, xy: str) -> str:
 def venv_entries(prefix: str, python: str, xy: str) -> list[Entry]:
     """The venv skeleton on `python` (install/venv.py's files, for the image prefix)."""
     p = prefix.strip("/")
-    cfg = (
-        f"home = {posixpath.dirname(python)}\n"
-        "include-system-site-packages = false\n"
-        f"version = {xy}\n"
-        f"executable = {python}\n"
-        "created-by = imgbuild\n"
-    )
     return [
-        Entry(f"{p}/pyvenv.cfg", "file", data=cfg.encode()),
-        Entry(f"{p}/bin/python", "symlink", target=python),
-        Entry(f"{p}/bin/python3", "symlink", target="python"),
-        Entry(f"{p}/bin/python{xy}", "symlink", target="python"),
-        Entry(f"{p}/lib64", "symlink", target="lib"),
+        Entry(f"{p}/pyvenv.cfg", "file", data=pyvenv_cfg(python, xy).encode()),
+        *(Entry(f"{p}/{rel}", "symlink", target=target) for rel, target in links(python, xy)),
     ]

@@ -328,17 +328,22 @@ def write_layer_file(
         raise
 
 
-def decompressor(media_type: str):
-    """A function bytes-stream -> uncompressed chunks, for a layer media type (docker-archive)."""
+def decompressed(media_type: str, f: BinaryIO) -> BinaryIO:
+    """The uncompressed tar stream of a layer blob opened as `f`, for its media type."""
     if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
         import zstandard
 
-        return lambda f: _iter_reader(zstandard.ZstdDecompressor().stream_reader(f))
+        return zstandard.ZstdDecompressor().stream_reader(f)
     if "gzip" in media_type:
         import gzip
 
-        return lambda f: _iter_reader(gzip.GzipFile(fileobj=f, mode="rb"))
-    return _iter_reader
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    return f
+
+
+def decompressor(media_type: str):
+    """A function bytes-stream -> uncompressed chunks, for a layer media type (docker-archive)."""
+    return lambda f: _iter_reader(decompressed(media_type, f))
 
 
 def _iter_reader(r):

@@ -52,7 +52,7 @@ def render_env(env, base: str, builder: str | None = None) -> str:
         "BUILDER_IMAGE": builder or base,
         "BASE_PATH": DEFAULT_PATH,
         # a venv on the base's python also gets VIRTUAL_ENV (as bake's config Env)
-        "VENV_VAR": "VIRTUAL_ENV=/opt/imgbuild/env " if env.package("python") is None else "",
+        "VENV_VAR": "VIRTUAL_ENV=/opt/imgbuild/env " if env.is_venv else "",
     }
     text = TEMPLATE.read_text()
     for key, value in values.items():

@@ -51,7 +51,6 @@ def adopt(key: str, path: Path) -> Path:
         from imagebuilder.atomic import temp_path
 
         tmp = temp_path(dest, ".part")
-
         shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
     return dest
