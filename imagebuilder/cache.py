@@ -58,18 +58,29 @@ def cache_env(
     # already, so we will not upload them again): it keeps them while the lease is young.
     write_lease(store, sorted(package_keys(env)))
     total = sum(p.size or 0 for p in env.packages)
-    with _workdir(store) as tmp, _progress(ui, total) as bar:
-        updated = _run_all(
-            [lambda p=p: _cache_one(p, store, tmp, fmt, stats, bar) for p in env.packages], jobs
-        )
-        env = env.with_packages(updated)
-        sources = [p for p in env.packages if p.is_source]
-        if sources:
-            from imagebuilder.builds import ensure_built
+    # Tasks without a baked image hydrate with the bootstrap, whose runtime wheels must be in
+    # this store too (never PyPI at task time). It depends only on the arch and the store, so
+    # it is resolved and stored while the packages are (a first cache into a new store paid
+    # ~2.4 s for it after them); a no-op once cached, a warning if impossible.
+    from imagebuilder.runtime import ensure_for_env
 
-            for p in sources:
-                if ensure_built(p, env, store, tmp, ui=ui):
-                    stats.add(built=1)
+    runtime = _Background(ensure_for_env, env, store, ui)
+    try:
+        with _workdir(store) as tmp, _progress(ui, total) as bar:
+            updated = _run_all(
+                [lambda p=p: _cache_one(p, store, tmp, fmt, stats, bar) for p in env.packages],
+                jobs,
+            )
+            env = env.with_packages(updated)
+            sources = [p for p in env.packages if p.is_source]
+            if sources:
+                from imagebuilder.builds import ensure_built
+
+                for p in sources:
+                    if ensure_built(p, env, store, tmp, ui=ui):
+                        stats.add(built=1)
+    finally:
+        runtime.join()  # never leave it writing to the store behind our back
     kill_point("cache.env")
     if ui is not None:
         ui.info(
@@ -78,11 +89,7 @@ def cache_env(
             + (f", {stats.built} built" if stats.built else "")
             + f" in {time.monotonic() - start:.1f}s"
         )
-    # Tasks without a baked image hydrate with the bootstrap, whose runtime wheels must be in
-    # this store too (never PyPI at task time); a no-op once cached, a warning if impossible.
-    from imagebuilder.runtime import ensure_for_env
-
-    ensure_for_env(env, store, ui)
+    runtime.result()  # ensure_for_env warns rather than fails; this raises only a bug
     return env
 
 
@@ -129,6 +136,30 @@ def _run_all(tasks, jobs: int) -> list[Package]:
             errors.sort(key=lambda e: not isinstance(e, IntegrityError))
             raise errors[0]
         return [f.result() for f in futures]
+
+
+class _Background:
+    """fn(*args) on its own thread; join() waits, result() re-raises what it raised."""
+
+    def __init__(self, fn, *args) -> None:
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as e:  # handed to the caller by result()
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="cache-runtime", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _workdir:

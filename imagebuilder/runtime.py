@@ -112,18 +112,25 @@ def ensure_for_env(env: ResolvedEnv, store: Store, ui=None) -> None:
             config = ui.config()
         except ImgbuildError:
             config = None
-    for python in pythons():
-        try:
-            ensure_runtime(store, env.arch, python, ui=ui, config=config)
-        except ImgbuildError as e:
-            key = f"{store.url}:{env.arch}:{python}"
-            with _lock:
-                if key in _warned:
-                    continue
-                _warned.add(key)
-            if ui is not None:
-                ui.warn(
-                    f"could not cache the task bootstrap runtime for {env.arch} / python "
-                    f"{python}: {e.message} (tasks without an image cannot hydrate from this "
-                    "store until it is; set IMGBUILD_RUNTIME_INDEX_URL or _FIND_LINKS)"
-                )
+    from concurrent.futures import ThreadPoolExecutor
+
+    # one runtime per python, each a resolve (a uv process) and a few wheel uploads: at once
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="runtime") as pool:
+        list(pool.map(lambda py: _ensure_or_warn(store, env.arch, py, ui, config), pythons()))
+
+
+def _ensure_or_warn(store: Store, arch: str, python: str, ui, config) -> None:
+    try:
+        ensure_runtime(store, arch, python, ui=ui, config=config)
+    except ImgbuildError as e:
+        key = f"{store.url}:{arch}:{python}"
+        with _lock:
+            if key in _warned:
+                return
+            _warned.add(key)
+        if ui is not None:
+            ui.warn(
+                f"could not cache the task bootstrap runtime for {arch} / python "
+                f"{python}: {e.message} (tasks without an image cannot hydrate from this "
+                "store until it is; set IMGBUILD_RUNTIME_INDEX_URL or _FIND_LINKS)"
+            )

@@ -97,6 +97,23 @@ def test_tarscan_refuses_a_huge_extended_header():
         list(tarscan.scan(io.BytesIO(hdr + bytes(4096))))
 
 
+@pytest.fixture(params=["isal", "zlib"])
+def inflate_lib(request, monkeypatch):
+    """Every zipscan test runs with ISA-L (the default where installed) and with zlib (the
+    fallback): both must give the same digests and the same refusals."""
+    import zlib
+
+    from imagebuilder import zipscan
+
+    if request.param == "isal":
+        from isal import isal_zlib as lib  # a declared dependency: never skipped
+    else:
+        lib = zlib
+    monkeypatch.setattr(zipscan, "_inflate_lib", lib)
+    monkeypatch.setattr(zipscan, "_INFLATE_ERRORS", (zlib.error, lib.error))
+    return request.param
+
+
 def _zip(path, method=zipfile.ZIP_DEFLATED) -> dict[str, bytes]:
     files = {f"m{i}.bin": _data(n, i) for i, n in enumerate(_SIZES)}
     files["zeros.bin"] = bytes(5 << 20)  # inflates in many bounded pieces
@@ -108,7 +125,7 @@ def _zip(path, method=zipfile.ZIP_DEFLATED) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
-def test_zipscan_digests_equal_zipfile_reads(tmp_path, method):
+def test_zipscan_digests_equal_zipfile_reads(inflate_lib, tmp_path, method):
     p = tmp_path / "a.whl"
     files = _zip(p, method)
     with zipfile.ZipFile(p) as z:
@@ -130,7 +147,7 @@ def _scan(p):
         return list(member_digests(z, z.infolist()))
 
 
-def test_zipscan_refuses_changed_bytes(tmp_path):
+def test_zipscan_refuses_changed_bytes(inflate_lib, tmp_path):
     p = tmp_path / "a.whl"
     _zip(p)
     off, size = _member_offset(p, "m7.bin")
@@ -143,7 +160,7 @@ def test_zipscan_refuses_changed_bytes(tmp_path):
         z.read("m7.bin")  # zipfile refuses it too
 
 
-def test_zipscan_refuses_a_local_name_that_differs(tmp_path):
+def test_zipscan_refuses_a_local_name_that_differs(inflate_lib, tmp_path):
     p = tmp_path / "a.whl"
     _zip(p)
     with zipfile.ZipFile(p) as z:
@@ -155,7 +172,7 @@ def test_zipscan_refuses_a_local_name_that_differs(tmp_path):
         _scan(p)
 
 
-def test_zipscan_refuses_a_member_larger_than_declared(tmp_path):
+def test_zipscan_refuses_a_member_larger_than_declared(inflate_lib, tmp_path):
     p = tmp_path / "a.whl"
     _zip(p)
     with zipfile.ZipFile(p) as z:
@@ -166,7 +183,7 @@ def test_zipscan_refuses_a_member_larger_than_declared(tmp_path):
             list(member_digests(z, infos))
 
 
-def test_zipscan_refuses_a_truncated_file(tmp_path):
+def test_zipscan_refuses_a_truncated_file(inflate_lib, tmp_path):
     p = tmp_path / "a.whl"
     _zip(p)
     with zipfile.ZipFile(p) as z:
