@@ -27,7 +27,7 @@ from imagebuilder.oci.base import Base, open_base
 from imagebuilder.oci.image import Artifact, Descriptor, Layer, Platform, append, make_index
 from imagebuilder.oci.layer import Compression, Entry, entry_for, member_content, write_layer
 from imagebuilder.oci.plan import LayerGroup, PlanItem, Rules, check_collisions, plan_layers
-from imagebuilder.stage import PREFIX, StagedPackage, ident, stage
+from imagebuilder.stage import PREFIX, StagedPackage, ident, stage_files
 from imagebuilder.testhooks import kill_point
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -182,20 +182,26 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
 
             pkgs = [by_ident[m.ident] for g in missing for m in g.members]
             t0 = time.perf_counter()
-            staged = stage(env, pkgs, store, Path(tmp), pyc, say)
+            staging = stage_files(env, pkgs, store, Path(tmp), pyc, say)
+            staged = dict(staging.ready)
             timings["stage"] = time.perf_counter() - t0
             kill_point("bake.staged")  # testhooks: packages staged, no layer written
             say(f"writing {len(missing)} layer(s)")
+
+            def build(g: LayerGroup):
+                return _build_layer(g, keys[g.name], staged, store, comp, opts.epoch)
+
+            # Layers of packages that get no .pyc are written while the others compile theirs
+            # (a python process per package); then those layers follow.
+            now = [g for g in missing if all(m.ident in staged for m in g.members)]
+            later = [g for g in missing if g not in now]
             jobs = max(1, min(opts.jobs, len(missing)))
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                made = list(
-                    pool.map(
-                        lambda g: _build_layer(g, keys[g.name], staged, store, comp, opts.epoch),
-                        missing,
-                    )
-                )
-            for g, rec in zip(missing, made, strict=True):
-                records[g.name] = rec
+                futures = {g.name: pool.submit(build, g) for g in now}
+                staged.update(staging.compile())
+                futures.update({g.name: pool.submit(build, g) for g in later})
+                for g in missing:
+                    records[g.name] = futures[g.name].result()
             timings["layers"] = time.perf_counter() - t0 - timings["stage"]
         _check_files(groups, records, staged, store)
         layers = [

@@ -2,15 +2,17 @@
 `/opt/imgbuild/env`, so their files can go into layers (bake.py).
 
 The installing itself is the hydrate installer's (imagebuilder/install), shared:
-- conda: `rattler.install(..., alternative_target_prefix=PREFIX)` in a child process (py-rattler
-  can crash at interpreter exit), link scripts never run (reported), conda-meta made portable
-  (no cache paths, the channel's URL, mode 0644), archives sha256- and hostile-checked first.
+- conda: `rattler.install(..., alternative_target_prefix=PREFIX)`, in the CLI's own process (it
+  leaves through os._exit), else in a child process (py-rattler can crash at interpreter
+  exit); link scripts never run (reported), conda-meta made portable (no cache paths, the
+  channel's URL, mode 0644), archives sha256- and hostile-checked first.
   Nothing from the target runs, so cross-arch staging works.
 - PyPI: each wheel into its own folder (so its files are exactly that folder's files), with
   `installer`, scripts' shebangs at `PREFIX/bin/python`.
 What is bake-specific lives here: attributing files to packages, reading activate.d exports,
 and deterministic .pyc made with the env's own python (hash-based, unchecked, source paths as
-in the image, PYTHONHASHSEED=0, one process per package) when that python runs here.
+in the image, PYTHONHASHSEED=0, one process per package) when that python runs here; bake
+writes the layers of the packages that need none meanwhile (`stage_files` / `Staging.compile`).
 
 Only the packages whose layers are not in the store's layer index are staged.
 """
@@ -59,6 +61,37 @@ def stage(
     say: Callable[[str], None] = lambda m: None,
 ) -> dict[str, StagedPackage]:
     """Stage `packages` (a subset of env's) under `workdir`; return them by ident."""
+    staging = stage_files(env, packages, store, workdir, pyc, say)
+    return {**staging.ready, **staging.compile()}
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Staged packages: `ready` ones are final; the rest get their .pyc from `compile()`
+    (returns them, final), which bake runs while it writes the layers of the ready ones."""
+
+    ready: dict[str, StagedPackage]
+    pending: dict[str, StagedPackage]
+    python: Path | None
+    pyver: str
+
+    def compile(self) -> dict[str, StagedPackage]:
+        if not self.pending:
+            return {}
+        done = _compile_all(self.python, list(self.pending.values()), self.pyver)
+        return {k: done.get(k, s) for k, s in self.pending.items()}
+
+
+def stage_files(
+    env: ResolvedEnv,
+    packages: Sequence[Package],
+    store,
+    workdir: Path,
+    pyc: bool,
+    say: Callable[[str], None] = lambda m: None,
+) -> Staging:
+    """Install `packages` (a subset of env's) under `workdir`; .pyc are left to the result's
+    compile()."""
     conda = [p for p in packages if p.kind == CONDA]
     wheels = [p for p in packages if p.kind == PYPI]
     pyver = env.python_xy
@@ -78,10 +111,14 @@ def stage(
         out.update(_stage_conda(env, conda, store, conda_root))
     for w in wheels:
         out[ident(w)] = _stage_wheel(w, store, workdir / "pypi" / w.name, pyver or "")
-    if pyc and python_pkg is not None and (conda_root / "bin" / "python").exists():
-        targets = [s for s in out.values() if _wants_pyc(s)]
-        out.update(_compile_all(conda_root / "bin" / "python", targets, pyver or ""))
-    return {k: v for k, v in out.items() if k in {ident(p) for p in packages}}
+    wanted = {ident(p) for p in packages}
+    out = {k: v for k, v in out.items() if k in wanted}
+    python = conda_root / "bin" / "python"
+    pending: dict[str, StagedPackage] = {}
+    if pyc and python_pkg is not None and python.exists():
+        pending = {k: v for k, v in out.items() if _wants_pyc(v)}
+    ready = {k: v for k, v in out.items() if k not in pending}
+    return Staging(ready, pending, python if pending else None, pyver or "")
 
 
 def _noarch(conda: Iterable[Package]) -> bool:
@@ -118,7 +155,7 @@ def _stage_conda(env: ResolvedEnv, pkgs: list[Package], store, root: Path):
         arch=env.arch,
         conda=tuple(CondaItem.from_package(p, path) for p, path in zip(pkgs, paths, strict=True)),
     )
-    report = run_install(plan, inprocess=False)
+    report = run_install(plan)  # in this process when it leaves through os._exit (the CLI)
     with_scripts = set(report.link_scripts)
     out: dict[str, StagedPackage] = {}
     by_name = {p.name: p for p in pkgs}

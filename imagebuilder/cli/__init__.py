@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     (LOCAL-SERVICES.md); leaving with os._exit after flushing skips finalization entirely.
     """
     from imagebuilder.cli.output import run_cli
+    from imagebuilder.exitmode import allow_inprocess
     from imagebuilder.sources.tls import setup_process_env
 
+    allow_inprocess()  # every command (create, push, image, run) may run py-rattler here
     setup_process_env()  # one CA bundle for rattler, uv, requests, boto3 (sources/tls.py)
     code = run_cli(cli, sys.argv[1:] if argv is None else argv)
     sys.stdout.flush()

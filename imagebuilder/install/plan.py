@@ -11,16 +11,9 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from imagebuilder import exitmode
 from imagebuilder.errors import ImgbuildError
-
-_INPROCESS = False
-
-
-def allow_inprocess(allowed: bool = True) -> None:
-    """Declare that this process ends through os._exit (CLI, bootstrap), so py-rattler may run
-    in it. Everything else gets a subprocess."""
-    global _INPROCESS
-    _INPROCESS = allowed
+from imagebuilder.exitmode import allow_inprocess as allow_inprocess  # callers' name for it
 
 
 @dataclass(frozen=True)
@@ -189,7 +182,7 @@ def run_install(plan: InstallPlan, *, inprocess: bool | None = None) -> InstallR
     """Run the plan in this process if allowed (see allow_inprocess), else in a subprocess.
 
     Errors come back as the same ImgbuildError (kind, message, hint, exit code)."""
-    if inprocess if inprocess is not None else _INPROCESS:
+    if inprocess if inprocess is not None else exitmode.INPROCESS:
         return execute(plan)
     return _in_subprocess(plan)
 
