@@ -64,7 +64,8 @@ def cache_env(
     # ~2.4 s for it after them); a no-op once cached, a warning if impossible.
     from imagebuilder.runtime import ensure_for_env
 
-    runtime = _Background(ensure_for_env, env, store, ui)
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-runtime")
+    runtime = side.submit(ensure_for_env, env, store, ui)
     try:
         with _workdir(store) as tmp, _progress(ui, total) as bar:
             updated = _run_all(
@@ -80,7 +81,7 @@ def cache_env(
                     if ensure_built(p, env, store, tmp, ui=ui):
                         stats.add(built=1)
     finally:
-        runtime.join()  # never leave it writing to the store behind our back
+        side.shutdown(wait=True)  # never leave it writing to the store behind our back
     kill_point("cache.env")
     if ui is not None:
         ui.info(
@@ -89,7 +90,7 @@ def cache_env(
             + (f", {stats.built} built" if stats.built else "")
             + f" in {time.monotonic() - start:.1f}s"
         )
-    runtime.result()  # ensure_for_env warns rather than fails; this raises only a bug
+    runtime.result()  # ensure_for_env warns rather than fails: this re-raises only a bug
     return env
 
 
@@ -136,30 +137,6 @@ def _run_all(tasks, jobs: int) -> list[Package]:
             errors.sort(key=lambda e: not isinstance(e, IntegrityError))
             raise errors[0]
         return [f.result() for f in futures]
-
-
-class _Background:
-    """fn(*args) on its own thread; join() waits, result() re-raises what it raised."""
-
-    def __init__(self, fn, *args) -> None:
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except BaseException as e:  # handed to the caller by result()
-                self._error = e
-
-        self._thread = threading.Thread(target=run, name="cache-runtime", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> None:
-        self.join()
-        if self._error is not None:
-            raise self._error
 
 
 class _workdir:
