@@ -153,15 +153,21 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
     pyc = env.arch == host_arch() and env.package("python") is not None
     comp = opts.comp
     venv: list[Entry] = []
+    base_python = ""
     if env.is_venv:
         from imagebuilder.oci.basepython import find_python, venv_entries
+        from imagebuilder.oci.baseroot import can_run
 
         if pyver is None:
             raise BadInput(
                 f"{env.short_id} is a venv on the base's python but names no python version",
                 "resolve again with --python X.Y",
             )
-        venv = venv_entries(PREFIX, find_python(base, pyver), pyver)
+        base_python = find_python(base, pyver)
+        venv = venv_entries(PREFIX, base_python, pyver)
+        # .pyc by the base's own interpreter, when it runs here (same rule as conda envs: the
+        # env's arch is this machine's)
+        pyc = env.arch == host_arch() and can_run(base, base_python, pyver)
     groups = plan_layers(plan_items(env, store), len(base.layers), opts.rules)
     keys = {
         g.name: layerindex.layer_key(g.member_sha256s, pyver, PREFIX, comp, opts.epoch, pyc)
@@ -182,7 +188,9 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
 
             pkgs = [by_ident[m.ident] for g in missing for m in g.members]
             t0 = time.perf_counter()
-            staging = stage_files(env, pkgs, store, Path(tmp), pyc, say)
+            staging = stage_files(
+                env, pkgs, store, Path(tmp), pyc, say, _base_python(base, base_python, pyver, pyc)
+            )
             staged = dict(staging.ready)
             timings["stage"] = time.perf_counter() - t0
             kill_point("bake.staged")  # testhooks: packages staged, no layer written
@@ -231,6 +239,22 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
         user=opts.user,
     )
     return image, len(groups) - len(missing), len(missing), warnings, timings
+
+
+def _base_python(base: Base, python: str, pyver: str | None, pyc: bool) -> tuple[str, ...]:
+    """How to start a venv env's base python here, when its layers get .pyc."""
+    if not (python and pyc and pyver):
+        return ()
+    from imagebuilder.errors import Unavailable
+    from imagebuilder.oci.baseroot import python_command
+
+    cmd = python_command(base, python, pyver)
+    if cmd is None:  # the layer keys already say ".pyc": never write layers without them
+        raise Unavailable(
+            f"the base's {python} ran on this machine before, but does not start now",
+            "remove ~/.imgbuild/cache/base-root (or $IMGBUILD_CACHE_DIR/base-root) and rerun",
+        )
+    return cmd
 
 
 def _build_layer(g: LayerGroup, key: str, staged, store, comp: Compression, epoch: int):

@@ -11,7 +11,8 @@ The installing itself is the hydrate installer's (imagebuilder/install), shared:
   `installer`, scripts' shebangs at `PREFIX/bin/python`.
 What is bake-specific lives here: attributing files to packages, reading activate.d exports,
 and deterministic .pyc made with the env's own python (hash-based, unchecked, source paths as
-in the image, PYTHONHASHSEED=0, one process per package) when that python runs here; bake
+in the image, PYTHONHASHSEED=0, one process per package) when that python runs here (a venv
+env's python is the base image's: oci/baseroot.py says how to start it); bake
 writes the layers of the packages that need none meanwhile (`stage_files` / `Staging.compile`).
 
 Only the packages whose layers are not in the store's layer index are staged.
@@ -72,7 +73,7 @@ class Staging:
 
     ready: dict[str, StagedPackage]
     pending: dict[str, StagedPackage]
-    python: Path | None
+    python: tuple[str, ...]  # argv that starts the env's python here (empty: no .pyc)
     pyver: str
 
     def compile(self) -> dict[str, StagedPackage]:
@@ -89,9 +90,11 @@ def stage_files(
     workdir: Path,
     pyc: bool,
     say: Callable[[str], None] = lambda m: None,
+    base_python: tuple[str, ...] = (),
 ) -> Staging:
     """Install `packages` (a subset of env's) under `workdir`; .pyc are left to the result's
-    compile()."""
+    compile(). base_python: how to start the base image's python here, for a venv env
+    (oci/baseroot.py); a conda env's own python is the staged one."""
     conda = [p for p in packages if p.kind == CONDA]
     wheels = [p for p in packages if p.kind == PYPI]
     pyver = env.python_xy
@@ -113,12 +116,15 @@ def stage_files(
         out[ident(w)] = _stage_wheel(w, store, workdir / "pypi" / w.name, pyver or "")
     wanted = {ident(p) for p in packages}
     out = {k: v for k, v in out.items() if k in wanted}
-    python = conda_root / "bin" / "python"
-    pending: dict[str, StagedPackage] = {}
-    if pyc and python_pkg is not None and python.exists():
-        pending = {k: v for k, v in out.items() if _wants_pyc(v)}
+    staged_python = conda_root / "bin" / "python"
+    python: tuple[str, ...] = ()
+    if pyc and python_pkg is not None and staged_python.exists():
+        python = (str(staged_python),)
+    elif pyc and python_pkg is None and base_python:
+        python = base_python
+    pending = {k: v for k, v in out.items() if _wants_pyc(v)} if python else {}
     ready = {k: v for k, v in out.items() if k not in pending}
-    return Staging(ready, pending, python if pending else None, pyver or "")
+    return Staging(ready, pending, python, pyver or "")
 
 
 def _noarch(conda: Iterable[Package]) -> bool:
@@ -239,15 +245,15 @@ def _stage_wheel(p: Package, store, root: Path, pyver: str) -> StagedPackage:
 # --- .pyc ----------------------------------------------------------------------------------------
 
 
-def python_runs(python: Path) -> bool:
+def python_runs(python: tuple[str, ...]) -> bool:
     try:
-        r = subprocess.run([str(python), "-c", "pass"], capture_output=True, timeout=30)
+        r = subprocess.run([*python, "-c", "pass"], capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0
 
 
-def _compile_all(python: Path, targets: list[StagedPackage], pyver: str):
+def _compile_all(python: tuple[str, ...], targets: list[StagedPackage], pyver: str):
     if not targets or not python_runs(python):
         return {}
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
@@ -255,14 +261,14 @@ def _compile_all(python: Path, targets: list[StagedPackage], pyver: str):
     return {s.ident: s for s in done}
 
 
-def _compile_one(python: Path, s: StagedPackage, pyver: str) -> StagedPackage:
+def _compile_one(python: tuple[str, ...], s: StagedPackage, pyver: str) -> StagedPackage:
     py = [f for f in s.files if f.endswith(".py") and f.startswith(f"lib/python{pyver}/")]
     if not py:
         return s
     job = [[str(s.root / f), f"{PREFIX}/{f}"] for f in py]
     env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
     r = subprocess.run(
-        [str(python), "-I", "-S", "-c", _COMPILE],
+        [*python, "-I", "-S", "-c", _COMPILE],
         input=json.dumps(job),
         capture_output=True,
         text=True,

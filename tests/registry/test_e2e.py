@@ -182,9 +182,12 @@ def test_venv_on_the_base_python_runs_through_podman(R, cli_env, tmp_path):
     cli_env["DOCKER_HOST"] = R["IMGBUILD_RIG_PODMAN_SOCKET"]
     for key in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF"):
         cli_env[key] = R[key]
+    # the last field: the flags of six's .pyc, 1 = hash-based and unchecked, as bake compiles
+    # them with the base's own python (a .pyc python wrote at import time would say 0)
     code = (
-        "import sys, os, six, imgb_hello; print(sys.prefix, sys.base_prefix, sys.executable, "
-        "os.environ['VIRTUAL_ENV'], os.environ['CONDA_PREFIX'], six.__file__)"
+        "import sys, os, six, imgb_hello, importlib.util as u; print(sys.prefix, sys.base_prefix, "
+        "sys.executable, os.environ['VIRTUAL_ENV'], os.environ['CONDA_PREFIX'], six.__file__, "
+        "int.from_bytes(open(u.cache_from_source(six.__file__), 'rb').read()[4:8], 'little'))"
     )
     out = cli(
         ["run", ref, "--to", f"docker://{R['IMGBUILD_RIG_REGISTRY']}/envs/venv", "--base",
@@ -198,8 +201,51 @@ def test_venv_on_the_base_python_runs_through_podman(R, cli_env, tmp_path):
         "/opt/imgbuild/env",
         "/opt/imgbuild/env",
         "/opt/imgbuild/env/lib/python3.11/site-packages/six.py",
+        "1",
     ], out
     assert out[1].startswith("imgb-hello "), out
+
+
+def test_venv_images_with_pyc_are_reproducible(R, cli_env, tmp_path):
+    # The .pyc come from the base's python, unpacked into the local cache: two builds with
+    # fresh stores and fresh caches give the same manifest, and it holds six's .pyc.
+    digests = []
+    for n in (1, 2):
+        env = dict(cli_env, IMGBUILD_STORE=str(tmp_path / f"s{n}"),
+                   IMGBUILD_CACHE_DIR=str(tmp_path / f"c{n}"))  # fmt: skip
+        r = cli(
+            ["resolve", "--pypi", "six", "--python-from-base", "--python", "3.11",
+             "--index-url", R["IMGBUILD_RIG_INDEX_URL"], "--json"],
+            env, cwd=tmp_path,
+        )  # fmt: skip
+        ref = json.loads(r.stdout)["full_id"][:16]
+        out = tmp_path / f"o{n}"
+        cli(["push", ref, "--to", f"oci:{out}", "--base", R["IMGBUILD_RIG_PYBASE_OCI"]],
+            env, cwd=tmp_path)  # fmt: skip
+        index = json.loads((out / "index.json").read_text())
+        digests.append(index["manifests"][0]["digest"])
+        assert (tmp_path / f"c{n}" / "base-root").is_dir()
+    assert digests[0] == digests[1]
+    names = _layer_names(tmp_path / "o1", digests[0])
+    assert "opt/imgbuild/env/lib/python3.11/site-packages/__pycache__/six.cpython-311.pyc" in names
+
+
+def _layer_names(layout, digest: str) -> set[str]:
+    import tarfile
+
+    from imagebuilder.oci.layer import decompressed
+
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / digest.split(":")[1]).read_text())
+    names = set()
+    for d in manifest["layers"]:
+        path = blobs / d["digest"].split(":")[1]
+        with (
+            open(path, "rb") as f,
+            tarfile.open(fileobj=decompressed(d["mediaType"], f), mode="r|") as tar,
+        ):
+            names.update(m.name.lstrip("./") for m in tar)
+    return names
 
 
 def test_run_loads_archive_without_registry(R, store_env, cli_env, tmp_path):
