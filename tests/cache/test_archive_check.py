@@ -221,7 +221,7 @@ def test_rig_packages_pass(served):
             check_conda_archive(p, deep=True)
 
 
-def test_hostile_package_refused_by_cache(tmp_path, served, base_packages):
+def _evil_env(served, base_packages):
     evil = conda_bz2(
         served.root / "noarch", [_ti("../../escape.txt", data=b"x")], name="evil-1.0-0.tar.bz2"
     )
@@ -231,10 +231,44 @@ def test_hostile_package_refused_by_cache(tmp_path, served, base_packages):
         "sha256": hashlib.sha256(data).hexdigest(), "filename": evil.name,
         "url": f"{served.url}/noarch/{evil.name}", "size": len(data),
     }  # fmt: skip
-    env = make_env([*base_packages[:3], pkg], "evil")
+    return make_env([*base_packages[:3], pkg], "evil")
+
+
+def test_hostile_package_refused_by_cache(tmp_path, served, base_packages):
+    env = _evil_env(served, base_packages)
     r = run_cache(write_env(tmp_path / "env.json", env), str(tmp_path / "store"))
     assert r.returncode == INTEGRITY, r.stderr
     assert "refusing package" in r.stderr and "evil" in r.stderr and "Traceback" not in r.stderr
     assert not list((tmp_path / "store").glob("pkgs/conda/*/evil*"))
     assert not list((tmp_path / "store").glob("envs/**/*.json"))
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_refused_package_leaves_no_task_runtime_either(tmp_path, served, base_packages):
+    """With the runtime hook on (runtime.py: the bootstrap's wheels, from local wheels here),
+    a refused package still leaves nothing new in the store: the runtime is stored only after
+    every package of the env was. The control run (a clean env) shows the hook does store."""
+    from local_sources import runtime_wheels
+
+    hook = {
+        "IMGBUILD_RUNTIME_CACHE": "1",
+        "IMGBUILD_RUNTIME_PYTHONS": "3.11",
+        "IMGBUILD_RUNTIME_FIND_LINKS": str(runtime_wheels()),
+        "IMGBUILD_RUNTIME_INDEX_URL": f"{served.url}/no-index",  # 404s: find-links only
+    }
+    bad = run_cache(
+        write_env(tmp_path / "evil.json", _evil_env(served, base_packages)),
+        str(tmp_path / "s1"),
+        hook,
+    )
+    assert bad.returncode == INTEGRITY, bad.stderr
+    assert not list((tmp_path / "s1").glob("pkgs/**/*.whl"))
+    assert not list((tmp_path / "s1").glob("aliases/**/*.json"))
+    good = run_cache(
+        write_env(tmp_path / "good.json", make_env(base_packages[:3], "good")),
+        str(tmp_path / "s2"),
+        hook,
+    )
+    assert good.returncode == 0, good.stderr
+    assert list((tmp_path / "s2").glob("pkgs/pypi/*/py_rattler-*.whl")), good.stderr
+    assert list((tmp_path / "s2").glob("aliases/imgbuild-runtime/**/*.json"))
