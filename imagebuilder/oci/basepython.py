@@ -46,19 +46,16 @@ def _names(base: Base) -> dict[str, str | None]:
 
 
 def _resolve(names: dict[str, str | None], path: str) -> str | None:
-    """`path` with symlinked parent folders followed (merged /usr: bin -> usr/bin)."""
-    parts, out = path.split("/"), ""
-    for _ in range(40):  # bounded: a symlink loop in a base must not hang the bake
-        if not parts:
-            return out if out in names else None
-        out = posixpath.join(out, parts.pop(0)) if out else parts.pop(0)
-        target = names.get(out)
-        if target is not None and parts:
-            base = "" if target.startswith("/") else posixpath.dirname(out)
-            out = posixpath.normpath(posixpath.join(base, target.lstrip("/"))).lstrip("/")
-            parts = out.split("/") + parts
-            out = ""
-    return None
+    """`path` with symlinked parent folders followed (merged /usr: bin -> usr/bin), if it is
+    there."""
+    from imagebuilder.oci.baseroot import resolve_inside
+
+    links = {k: v for k, v in names.items() if v is not None}
+    try:
+        out = resolve_inside(links, path, follow_last=False)
+    except ValueError:  # a symlink loop in a base must not hang the bake
+        return None
+    return out if out in names else None
 
 
 def _search(base: Base, xy: str) -> str | None:

@@ -116,18 +116,18 @@ def _conda_arch(oci_arch: str) -> str:
 
 def _command(root: Path, python: str, triplet: str) -> tuple[str, ...] | None:
     links = _read_links(root)
-    exe = root / _real(links, python, follow_last=True)
+    exe = root / resolve_inside(links, python, follow_last=True)
     if not exe.is_file():
         return None
     interp = _elf_interpreter(exe)
     if interp is None or "ld-linux" not in posixpath.basename(interp):
         return None  # static, or not glibc's loader (musl's takes other options)
-    loader = root / _real(links, interp, follow_last=True)
+    loader = root / resolve_inside(links, interp, follow_last=True)
     if not loader.is_file():
         return None
     dirs = []
     for d in _LIB_DIRS:
-        real = root / _real(links, d.format(triplet=triplet), follow_last=True)
+        real = root / resolve_inside(links, d.format(triplet=triplet), follow_last=True)
         if real.is_dir() and str(real) not in dirs:
             dirs.append(str(real))
     return (str(loader), "--inhibit-cache", "--library-path", ":".join(dirs), str(exe))
@@ -201,7 +201,7 @@ def _apply(root: Path, links: dict[str, str], mine: set[str], m: tarfile.TarInfo
     if not name or name == ".":
         return
     head, tail = posixpath.split(name)
-    parent = _real(links, head, follow_last=True)
+    parent = resolve_inside(links, head, follow_last=True)
     if tail == ".wh..wh..opq":
         _clear(root, links, parent, keep=mine)
         return
@@ -228,7 +228,7 @@ def _apply(root: Path, links: dict[str, str], mine: set[str], m: tarfile.TarInfo
         os.symlink(rel_target or ".", dest)
         links[rel] = rel_target or "."
     elif m.islnk():
-        src = root / _real(links, posixpath.normpath("/" + m.linkname).lstrip("/"), True)
+        src = root / resolve_inside(links, posixpath.normpath("/" + m.linkname).lstrip("/"), True)
         if src.is_file() and not src.is_symlink():
             os.link(src, dest)
     elif m.isfile():
@@ -240,9 +240,10 @@ def _apply(root: Path, links: dict[str, str], mine: set[str], m: tarfile.TarInfo
     # devices, FIFOs: nothing a python needs to start
 
 
-def _real(links: dict[str, str], rel: str, follow_last: bool) -> str:
+def resolve_inside(links: dict[str, str], rel: str, follow_last: bool) -> str:
     """rel (root-relative) with the symlinks of its parents (and of itself if follow_last)
-    resolved inside the root; `..` stops at the root."""
+    resolved inside the root, as a chroot would: `..` stops at the root, an absolute target
+    starts from it. links: root-relative path -> target. Raises ValueError on a loop."""
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     out: list[str] = []
     hops = 0
@@ -258,6 +259,8 @@ def _real(links: dict[str, str], rel: str, follow_last: bool) -> str:
             hops += 1
             if hops > _HOPS:
                 raise ValueError(f"symlink loop at /{cur}")
+            if target.startswith("/"):
+                out = []
             parts = [x for x in target.split("/") if x not in ("", ".")] + parts
             continue
         out.append(p)
