@@ -72,23 +72,10 @@ def _remembered(base: Base, xy: str) -> str | None:
     otherwise downloaded on every push of a venv env just to read their names."""
     if base.digest is None:
         return _search(base, xy)
-    import json
+    from imagebuilder.store.localcache import remembered
 
-    from imagebuilder.atomic import write_atomic
-    from imagebuilder.store.localcache import cache_root
-
-    path = cache_root() / "base-python" / f"{base.digest.split(':')[-1]}-{xy}.json"
-    try:
-        return json.loads(path.read_text())["python"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    found = _search(base, xy)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"python": found}).encode())
-    except OSError:
-        pass  # a read-only cache only costs the next push the same search
-    return found
+    name = f"{base.digest.split(':')[-1]}-{xy}"
+    return remembered("base-python", name, lambda: _search(base, xy))
 
 
 def find_python(base: Base, xy: str) -> str:

@@ -49,25 +49,11 @@ def can_run(base: Base, python: str, xy: str) -> bool:
     bake whose layers are all known decides its layer keys without unpacking anything."""
     if not _same_arch(base):
         return False
-    import json
-
-    from imagebuilder.atomic import write_atomic
-    from imagebuilder.store.localcache import cache_root
+    from imagebuilder.store.localcache import remembered
 
     assert base.digest is not None
-    key = f"{base.digest.split(':')[-1]}-{xy}-{python.replace('/', '_')}"
-    path = cache_root() / "base-root" / f"{key}.json"
-    try:
-        return bool(json.loads(path.read_text())["runs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    runs = python_command(base, python, xy) is not None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"runs": runs}).encode())
-    except OSError:
-        pass  # a read-only cache only costs the next bake the same probe
-    return runs
+    name = f"{base.digest.split(':')[-1]}-{xy}-{python.replace('/', '_')}"
+    return remembered("base-root", name, lambda: python_command(base, python, xy) is not None)
 
 
 def _same_arch(base: Base) -> bool:
@@ -115,22 +101,28 @@ def _conda_arch(oci_arch: str) -> str:
 
 
 def _command(root: Path, python: str, triplet: str) -> tuple[str, ...] | None:
-    links = _read_links(root)
-    exe = root / resolve_inside(links, python, follow_last=True)
-    if not exe.is_file():
+    exe = _inside(root, python)
+    if exe is None or not exe.is_file():
         return None
     interp = _elf_interpreter(exe)
     if interp is None or "ld-linux" not in posixpath.basename(interp):
         return None  # static, or not glibc's loader (musl's takes other options)
-    loader = root / resolve_inside(links, interp, follow_last=True)
-    if not loader.is_file():
+    loader = _inside(root, interp)
+    if loader is None or not loader.is_file():
         return None
     dirs = []
     for d in _LIB_DIRS:
-        real = root / resolve_inside(links, d.format(triplet=triplet), follow_last=True)
-        if real.is_dir() and str(real) not in dirs:
+        real = _inside(root, d.format(triplet=triplet))
+        if real is not None and real.is_dir() and str(real) not in dirs:
             dirs.append(str(real))
     return (str(loader), "--inhibit-cache", "--library-path", ":".join(dirs), str(exe))
+
+
+def _inside(root: Path, path: str) -> Path | None:
+    """`path` of the base, resolved on disk: unpacking rewrote every link to stay inside the
+    root, so this machine's resolver follows them as the image's would."""
+    real = Path(os.path.realpath(root / path.lstrip("/")))
+    return real if real.is_relative_to(os.path.realpath(root)) else None
 
 
 def _elf_interpreter(path: Path) -> str | None:
@@ -193,7 +185,6 @@ def unpack_layers(base: Base, root: Path) -> None:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for m in tar:
                     _apply(root, links, mine, m, tar)
-    _write_links(root, links)
 
 
 def _apply(root: Path, links: dict[str, str], mine: set[str], m: tarfile.TarInfo, tar) -> None:
@@ -296,21 +287,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
-
-
-_LINKS_FILE = ".imgbuild-links"
-
-
-def _write_links(root: Path, links: dict[str, str]) -> None:
-    import json
-
-    (root.parent / _LINKS_FILE).write_text(json.dumps(links, sort_keys=True))
-
-
-def _read_links(root: Path) -> dict[str, str]:
-    import json
-
-    try:
-        return json.loads((root.parent / _LINKS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}

@@ -10,17 +10,41 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from imagebuilder.errors import IntegrityError
 from imagebuilder.store.base import Store, check_key
+
+T = TypeVar("T")
 
 
 def cache_root() -> Path:
     env = os.environ.get("IMGBUILD_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".imgbuild" / "cache"
+
+
+def remembered(folder: str, name: str, compute: Callable[[], T]) -> T:
+    """compute(), kept as `<cache>/<folder>/<name>.json` (a JSON value): answers about a base
+    image (its python, whether it runs here) are asked again on every push of the same base."""
+    import json
+
+    from imagebuilder.atomic import write_atomic
+
+    path = cache_root() / folder / f"{name}.json"
+    try:
+        return json.loads(path.read_text())["value"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"value": value}).encode())
+    except OSError:
+        pass  # a read-only cache only costs the next call the same work
+    return value
 
 
 def key_sha256(key: str) -> str | None:
