@@ -116,7 +116,7 @@ def main() -> None:
     # The staged prefix for the baselines (and a warm rattler package cache for every build).
     staged = work / "staged"
     if not staged.exists():
-        stage(env_a, list(env_a.packages), store, staged, pyc=True)
+        stage(env_a, list(env_a.packages), store, staged, pyc=True, in_place=False)
     size = int(
         subprocess.run(["du", "-sb", str(staged)], capture_output=True, text=True).stdout.split()[0]
     )

@@ -259,7 +259,7 @@ def _base_python(base: Base, python: str, pyver: str | None, pyc: bool) -> tuple
 
 def _build_layer(g: LayerGroup, key: str, staged, store, comp: Compression, epoch: int):
     members = [staged[m.ident] for m in g.members]
-    entries = [entry_for(s.root, f, PREFIX) for s in members for f in s.files]
+    entries = [entry_for(s.root_of(f), f, PREFIX) for s in members for f in s.files]
     out, tmp = layerindex.temp_blob(store)
     try:
         with out:
@@ -300,7 +300,7 @@ def _check_files(groups, records, staged, store) -> None:
 
     def content(path: str, who: str) -> tuple | None:
         if who in staged:
-            p = staged[who].root / path
+            p = staged[who].root_of(path) / path
             return ("link", os.readlink(p)) if p.is_symlink() else ("file", p.read_bytes())
         rec = known[who]
         src = layerindex.StoreBlob(store, rec.blob.digest)

@@ -1,0 +1,179 @@
+"""Conda packages read in place: the ones a prefix gets unchanged, from an extracted copy.
+
+A conda package's files land in a prefix exactly as its archive holds them when it has no
+prefix placeholder (nothing to rewrite), is not `noarch: python` (whose files move to
+site-packages and get entry points), and lists only files and symlinks in info/paths.json:
+rattler's installer would only hard-link them from its package cache. Bake reads such a
+package from a copy extracted once per archive sha256 (`<cache>/extracted/<sha256>/`) instead
+of linking thousands of files into a staging folder and removing them afterwards, which was
+most of a cold bake's staging time (creating and freeing inodes; docs/layering.md).
+
+Its conda-meta record is made the way rattler's installer makes it (paths sorted by
+component, a link's `sha256_in_prefix` the hash of its target), then made portable as
+install/conda.py's normalize_meta does: a layer's bytes do not depend on which way its
+packages were staged (tests/oci/test_inplace.py compares them).
+
+Only `.conda` archives qualify (a `.tar.bz2` keeps info/ inside one bz2 stream: telling
+would mean decompressing all of it); python itself is always linked (its placeholders), and
+so is what the .pyc compiler needs to run (stage.py decides that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from imagebuilder.install.plan import CondaItem
+
+_INFO_MAX = 256 << 20  # an info tar bigger than this is not a real one: link it instead
+
+
+def extracted_root() -> Path:
+    from imagebuilder.store.localcache import cache_root
+
+    return cache_root() / "extracted"
+
+
+def package_dir(item: CondaItem, sha256: str) -> Path | None:
+    """The extracted copy of item's archive when its files need no linking step, else None.
+    The archive must already be verified and checked (install/files.py fetch_verified)."""
+    dest = extracted_root() / sha256
+    if (dest / "info" / "paths.json").is_file():
+        return dest  # only qualifying packages are ever extracted here
+    if not item.filename.endswith(".conda") or not hasattr(tarfile, "tar_filter"):
+        return None  # (tarfile's filters came with python 3.10.12 / 3.11.4)
+    if not _qualifies(item, Path(item.path)):
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{sha256[:16]}-", dir=dest.parent))
+    try:
+        _extract(Path(item.path), tmp)
+        with contextlib.suppress(OSError):  # another process extracted it first: keep theirs
+            os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest if (dest / "info" / "paths.json").is_file() else None
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    """A .conda's two tars into dest, with py-rattler where it may run in this process (the
+    CLI: exitmode.py; ~3.5x faster), else with tarfile. The archive passed the
+    hostile-archive check already; tarfile's "tar" filter refuses escaping names and links
+    again and drops setuid and group/other write bits: the files' bytes, links and x bits
+    (all a layer looks at) are the same either way."""
+    from imagebuilder import exitmode
+
+    if exitmode.INPROCESS:
+        import rattler.package_streaming as streaming
+
+        streaming.extract(archive, dest)
+        return
+    import zstandard
+
+    with zipfile.ZipFile(archive) as z:
+        for name in sorted(n for n in z.namelist() if n.endswith(".tar.zst")):
+            with (
+                z.open(name) as raw,
+                zstandard.ZstdDecompressor().stream_reader(raw) as stream,
+                tarfile.open(fileobj=stream, mode="r|") as tar,
+            ):
+                tar.extractall(dest, filter="tar")
+
+
+def _qualifies(item: CondaItem, archive: Path) -> bool:
+    rec = item.record
+    if rec.get("name") == "python" or rec.get("noarch") == "python":
+        return False
+    info = _info_files(archive)
+    if info is None or "info/paths.json" not in info:
+        return False
+    if any(n in info for n in ("info/has_prefix", "info/link.json", "info/no_link")):
+        return False
+    try:
+        paths = json.loads(info["info/paths.json"])["paths"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    for p in paths:
+        if p.get("path_type") not in ("hardlink", "softlink") or p.get("prefix_placeholder"):
+            return False
+        if str(p.get("_path", "")).startswith("Menu/"):  # menuinst shortcuts: rattler's job
+            return False
+    return True
+
+
+def _info_files(archive: Path) -> dict[str, bytes] | None:
+    """The small members of a .conda's info tar, by name (None when it cannot be read: the
+    installer then handles the package and reports what is wrong with it)."""
+    import zstandard
+
+    try:
+        with zipfile.ZipFile(archive) as z:
+            name = next((n for n in z.namelist() if n.startswith("info-")), None)
+            if name is None or z.getinfo(name).file_size > _INFO_MAX:
+                return None
+            raw = zstandard.ZstdDecompressor().stream_reader(z.read(name)).read(_INFO_MAX)
+        out = {}
+        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+            for m in t:
+                if m.isfile() and m.size <= _INFO_MAX:
+                    f = t.extractfile(m)
+                    if f is not None:
+                        out[m.name] = f.read()
+        return out
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, zstandard.ZstdError, ValueError):
+        return None
+
+
+def meta_record(item: CondaItem, pkgdir: Path) -> tuple[str, bytes]:
+    """(file name, bytes) of the package's conda-meta record, as staging through rattler and
+    normalize_meta writes it; kept beside the extracted copy, per repodata record (making it
+    is ~10 ms of JSON for a package of a thousand files, on every bake)."""
+    from imagebuilder.atomic import write_atomic
+
+    rec = json.dumps(item.record, sort_keys=True).encode()
+    kept = pkgdir.parent / f"{pkgdir.name}.meta" / f"{hashlib.sha256(rec).hexdigest()}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        d = json.loads(kept.read_bytes())
+        return d["name"], d["data"].encode()
+    name, data = _make_meta(item, pkgdir)
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next bake the work
+        kept.parent.mkdir(exist_ok=True)
+        write_atomic(kept, json.dumps({"name": name, "data": data.decode()}).encode())
+    return name, data
+
+
+def _make_meta(item: CondaItem, pkgdir: Path) -> tuple[str, bytes]:
+    from imagebuilder.install.conda import LOCAL_FIELDS
+
+    paths = json.loads((pkgdir / "info" / "paths.json").read_bytes())["paths"]
+    entries = []
+    for p in sorted(paths, key=lambda p: p["_path"].split("/")):
+        e = {k: v for k, v in p.items() if k in ("_path", "path_type", "sha256", "size_in_bytes")}
+        if p["path_type"] == "softlink":
+            target = os.readlink(pkgdir / p["_path"]).encode()
+            e["sha256_in_prefix"] = hashlib.sha256(target).hexdigest()
+            e.setdefault("size_in_bytes", len(target))
+        entries.append(e)
+    d = dict(item.record)
+    for k in (*LOCAL_FIELDS, "requested_spec", "requested_specs"):
+        d.pop(k, None)
+    d.update(
+        files=[e["_path"] for e in entries],
+        paths_data={"paths_version": 1, "paths": entries},
+        requested_specs=[],
+    )
+    made = d
+    for k in LOCAL_FIELDS:
+        made.pop(k, None)
+    made["url"] = item.record.get("url") or made.get("url")
+    made["channel"] = item.record.get("channel") or made.get("channel")
+    name = f"{made['name']}-{made['version']}-{made['build']}.json"
+    return name, (json.dumps(made, sort_keys=True, separators=(",", ":")) + "\n").encode()
