@@ -254,46 +254,75 @@ def _tarfile_header(e: Entry, epoch: int) -> bytes:
 
 
 def write_tar(entries: list[Entry], sink, epoch: int) -> None:
-    """Write `entries` (already sorted, parents included) as one tar stream into `sink`."""
-    buf = bytearray()
+    """Write `entries` (already sorted, parents included) as one tar stream into `sink`.
+
+    Through one reused buffer that files are read into (`readinto`): no bytes object per file
+    or chunk and no fresh allocation per flush. sink.write gets memoryviews of it, valid
+    only during the call (hashlib and the compressors copy what they keep)."""
+    out = _TarBuffer(sink)
     for e in entries:
-        buf += _header(e, epoch)
+        out.add(_header(e, epoch))
         if e.kind != "file":
             continue
         if e.data is not None:
-            buf += e.data
+            out.add(e.data)
             size = len(e.data)
         else:
-            size = _copy_file(e, buf, sink)
+            size = out.add_file(e)
         if size % BLOCK:
-            buf += b"\0" * (BLOCK - size % BLOCK)
-        if len(buf) >= CHUNK:
-            sink.write(buf)
-            buf = bytearray()
-    buf += b"\0" * (2 * BLOCK)
-    sink.write(buf)
+            out.add(_ZEROS[: BLOCK - size % BLOCK])
+    out.add(_ZEROS[: 2 * BLOCK])
+    out.flush()
 
 
-def _copy_file(e: Entry, buf: bytearray, sink) -> int:
-    """Append the file's bytes, flushing big files straight through; the size must not change
-    since the entry was made (the header already holds it)."""
-    assert e.source is not None
-    n = 0
-    with open(e.source, "rb") as f:
-        if e.size < CHUNK:
-            data = f.read(e.size + 1)
-            n = len(data)
-            buf += data
-        else:
-            if buf:
-                sink.write(bytes(buf))
-                buf.clear()
-            while chunk := f.read(CHUNK):
-                n += len(chunk)
-                sink.write(chunk)
-    if n != e.size:
-        raise Unavailable(f"{e.source} changed size while the layer was written ({e.size} -> {n})")
-    return n
+_ZEROS = bytes(2 * BLOCK)
+
+
+class _TarBuffer:
+    def __init__(self, sink) -> None:
+        self.sink = sink
+        self.buf = bytearray(CHUNK + BLOCK)
+        self.mv = memoryview(self.buf)
+        self.n = 0
+
+    def flush(self) -> None:
+        if self.n:
+            self.sink.write(self.mv[: self.n])
+            self.n = 0
+
+    def add(self, data: bytes) -> None:
+        k = len(data)
+        if self.n + k > len(self.buf):
+            self.flush()
+            if k > len(self.buf):
+                self.sink.write(data)
+                return
+        self.mv[self.n : self.n + k] = data
+        self.n += k
+
+    def add_file(self, e: Entry) -> int:
+        """Append the file's bytes; the size must not change since the entry was made (the
+        header already holds it)."""
+        assert e.source is not None
+        want, n = e.size, 0
+        with open(e.source, "rb", buffering=0) as f:
+            while True:
+                if self.n == len(self.buf):
+                    self.flush()
+                # one byte more than expected is asked for, to notice a file that grew
+                room = min(len(self.buf) - self.n, want - n + 1)
+                got = f.readinto(self.mv[self.n : self.n + room])
+                if not got:
+                    break
+                self.n += got
+                n += got
+                if n > want:
+                    break
+        if n != want:
+            raise Unavailable(
+                f"{e.source} changed size while the layer was written ({want} -> {n})"
+            )
+        return n
 
 
 def write_layer(

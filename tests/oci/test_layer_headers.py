@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from imagebuilder.oci.layer import Entry, _header, _tarfile_header
+from imagebuilder.oci.layer import CHUNK, Entry, _header, _tarfile_header
 
 NAMES = [
     "a",
@@ -51,3 +51,49 @@ def test_headers_are_tarfiles_bytes(epoch):
         assert _header(e, epoch) == _tarfile_header(e, epoch), e
         n += 1
     assert n > 2000
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[0, 1, 511, 512, 513], [CHUNK - 1, CHUNK, CHUNK + 1, 7], [3 * CHUNK + 7, 100, CHUNK * 2]],
+)
+def test_file_contents_are_tarfiles_bytes(tmp_path, sizes):
+    """File data goes through one reused buffer (readinto); the stream must still be what
+    tarfile writes for the same entries, across the buffer's size."""
+    import io
+    import os
+    import tarfile
+
+    from imagebuilder.oci.layer import entry_for, write_tar
+
+    entries = []
+    for i, n in enumerate(sizes):
+        (tmp_path / f"f{i}").write_bytes(os.urandom(n))
+        entries.append(entry_for(tmp_path, f"f{i}", "p"))
+    got = io.BytesIO()
+    write_tar(entries, got, 0)
+    want = io.BytesIO()
+    with tarfile.open(fileobj=want, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for e in entries:
+            info = tarfile.TarInfo(e.path)
+            info.size, info.mode, info.mtime, info.uname, info.gname = e.size, 0o644, 0, "", ""
+            with open(e.source, "rb") as f:
+                t.addfile(info, f)
+    # tarfile pads the archive to a multiple of its 10 KiB record; the layer ends after the
+    # two zero blocks
+    assert want.getvalue()[: len(got.getvalue())] == got.getvalue()
+    assert not want.getvalue()[len(got.getvalue()) :].strip(b"\0")
+
+
+@pytest.mark.parametrize("before,after", [(5, 6), (CHUNK + 5, CHUNK + 6), (CHUNK + 5, 3)])
+def test_a_file_that_grows_or_shrinks_is_refused(tmp_path, before, after):
+    import io
+
+    from imagebuilder.oci.layer import entry_for, write_tar
+
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * before)
+    e = entry_for(tmp_path, "f", "p")
+    p.write_bytes(b"y" * after)
+    with pytest.raises(Exception, match="changed size"):
+        write_tar([e], io.BytesIO(), 0)
