@@ -63,6 +63,17 @@ def check_archive(path: str | os.PathLike) -> None:
         check_sdist(p)
 
 
+def check_archive_deep(path: str | os.PathLike, deep: bool) -> None:
+    """check_archive with the deep setting given (checkworkers.py passes the caller's)."""
+    p = Path(path)
+    if p.name.endswith((".conda", ".tar.bz2")):
+        check_conda_archive(p, deep)
+    elif p.name.endswith(".whl"):
+        check_wheel(p, deep)
+    else:
+        check_sdist(p)
+
+
 # --- member bookkeeping shared by tar and zip -----------------------------------------------
 @dataclass
 class _Tree:

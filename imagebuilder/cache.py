@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from imagebuilder.checkworkers import CheckPool, worker_count
 from imagebuilder.env import CONDA, AltFile, Package, ResolvedEnv
 from imagebuilder.errors import BadInput, IntegrityError
 from imagebuilder.store.base import Store
@@ -58,9 +59,15 @@ def cache_env(
     # already, so we will not upload them again): it keeps them while the lease is young.
     write_lease(store, sorted(package_keys(env)))
     total = sum(p.size or 0 for p in env.packages)
-    with _workdir(store) as tmp, _progress(ui, total) as bar:
+    # Big caches check archives in worker processes (started at the first archive to check).
+    with (
+        _workdir(store) as tmp,
+        _progress(ui, total) as bar,
+        CheckPool(worker_count(total)) as checks,
+    ):
         updated = _run_all(
-            [lambda p=p: _cache_one(p, store, tmp, fmt, stats, bar) for p in env.packages], jobs
+            [lambda p=p: _cache_one(p, store, tmp, fmt, stats, bar, checks) for p in env.packages],
+            jobs,
         )
         env = env.with_packages(updated)
         sources = [p for p in env.packages if p.is_source]
@@ -155,7 +162,9 @@ class _workdir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _cache_one(pkg: Package, store: Store, tmp: Path, fmt, stats: Stats, bar) -> Package:
+def _cache_one(
+    pkg: Package, store: Store, tmp: Path, fmt, stats: Stats, bar, checks: CheckPool
+) -> Package:
     if pkg.is_source and pkg.source != "sdist":
         return pkg  # git/path sources have no archive; builds.py handles them
     want_alt = fmt == ".conda" and pkg.kind == CONDA and pkg.filename.endswith(".tar.bz2")
@@ -169,7 +178,7 @@ def _cache_one(pkg: Package, store: Store, tmp: Path, fmt, stats: Stats, bar) ->
         local = _fetch(pkg, tmp, stats, bar)
         pkg = replace(pkg, sha256=local.sha256, size=local.size)
         kill_point("cache.verified")
-        _check(pkg, local.path)
+        _check(pkg, local.path, checks)
         store.put_file(pkg.store_key, local.path, sha256=pkg.sha256)
         _keep_locally(store, pkg.store_key, local.path)
     if want_alt:
@@ -201,15 +210,10 @@ def _fetch(pkg: Package, tmp: Path, stats: Stats, bar):
     return got
 
 
-def _check(pkg: Package, path: Path) -> None:
+def _check(pkg: Package, path: Path, checks: CheckPool) -> None:
     from imagebuilder import archive_check
 
-    if pkg.filename.endswith((".conda", ".tar.bz2")):
-        archive_check.check_conda_archive(path)
-    elif pkg.filename.endswith(".whl"):
-        archive_check.check_wheel(path)
-    else:
-        archive_check.check_sdist(path)
+    checks.check(path, archive_check.DEEP)
 
 
 def _keep_locally(store: Store, key: str, path: Path) -> None:

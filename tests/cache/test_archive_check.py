@@ -234,9 +234,14 @@ def _evil_env(served, base_packages):
     return make_env([*base_packages[:3], pkg], "evil")
 
 
-def test_hostile_package_refused_by_cache(tmp_path, served, base_packages):
+@pytest.mark.parametrize("workers", ["0", "2"])  # checked in the cache's threads / in processes
+def test_hostile_package_refused_by_cache(tmp_path, served, base_packages, workers):
     env = _evil_env(served, base_packages)
-    r = run_cache(write_env(tmp_path / "env.json", env), str(tmp_path / "store"))
+    r = run_cache(
+        write_env(tmp_path / "env.json", env),
+        str(tmp_path / "store"),
+        {"IMGBUILD_CHECK_WORKERS": workers},
+    )
     assert r.returncode == INTEGRITY, r.stderr
     assert "refusing package" in r.stderr and "evil" in r.stderr and "Traceback" not in r.stderr
     assert not list((tmp_path / "store").glob("pkgs/conda/*/evil*"))
