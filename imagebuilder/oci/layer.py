@@ -138,7 +138,7 @@ def _sort_key(path: str) -> tuple[str, ...]:
 class _HashingSink:
     """Compress, hash the compressed stream, write it to `out`."""
 
-    def __init__(self, out: BinaryIO, compression: Compression) -> None:
+    def __init__(self, out: BinaryIO, compression: Compression, threads: int | None) -> None:
         self.out = out
         self.raw_hash = hashlib.sha256()
         self.blob_hash = hashlib.sha256()
@@ -148,7 +148,7 @@ class _HashingSink:
             import zstandard
 
             # threads >= 1 always: zstd's multi-threaded output does not depend on the count.
-            threads = max(1, min(os.cpu_count() or 1, 8))
+            threads = max(1, min(threads or os.cpu_count() or 1, 8))
             self._c = zstandard.ZstdCompressor(level=compression.level, threads=threads)
             self._obj = self._c.compressobj()
         elif name == "gzip":
@@ -326,10 +326,15 @@ class _TarBuffer:
 
 
 def write_layer(
-    entries: Iterable[Entry], out: BinaryIO, compression: Compression, epoch: int = 0
+    entries: Iterable[Entry],
+    out: BinaryIO,
+    compression: Compression,
+    epoch: int = 0,
+    threads: int | None = None,
 ) -> LayerBlob:
-    """Write one deterministic layer blob to `out`; return its digests and size."""
-    sink = _HashingSink(out, compression)
+    """Write one deterministic layer blob to `out`; return its digests and size. threads: zstd
+    workers (default: one per core); the bytes do not depend on it."""
+    sink = _HashingSink(out, compression, threads)
     write_tar(with_parents(entries), sink, epoch)
     sink.close()
     return LayerBlob(

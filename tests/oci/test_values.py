@@ -122,6 +122,20 @@ def test_zstd_output_does_not_depend_on_thread_count(tmp_path, monkeypatch):
     assert one == other
 
 
+def test_zstd_output_does_not_depend_on_the_threads_bake_gives(tmp_path):
+    """bake shares the cores out between the layers it writes at once (threads=cores//jobs)."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20) + bytes(9 << 20))  # spans several zstd jobs
+    rels = [*tree(tmp_path), "big.bin"]
+    entries = [entry_for(tmp_path, r, "opt/imgbuild/env") for r in rels]
+    outs = set()
+    for threads in (1, 2, 4):
+        out = io.BytesIO()
+        write_layer(entries, out, Compression.of("zstd"), 0, threads)
+        outs.add(out.getvalue())
+    assert len(outs) == 1
+
+
 def test_with_parents_rejects_file_dir_clash():
     with pytest.raises(BadInput):
         with_parents([Entry("a", "file", data=b""), Entry("a/b", "file", data=b"")])
