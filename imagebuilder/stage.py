@@ -289,16 +289,10 @@ def _stage_wheel(p: Package, store, root: Path, pyver: str) -> StagedPackage:
 # --- .pyc ----------------------------------------------------------------------------------------
 
 
-def python_runs(python: tuple[str, ...]) -> bool:
-    try:
-        r = subprocess.run([*python, "-c", "pass"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
-
-
 def _compile_all(python: tuple[str, ...], targets: list[StagedPackage], pyver: str):
-    if not targets or not python_runs(python):
+    # No separate "does it start" run first: a python that cannot run fails each compile at
+    # once (the package keeps no .pyc), and one start fewer saves ~0.1 s of a cold bake.
+    if not targets:
         return {}
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         done = list(pool.map(lambda s: _compile_one(python, s, pyver), targets))
@@ -311,13 +305,17 @@ def _compile_one(python: tuple[str, ...], s: StagedPackage, pyver: str) -> Stage
         return s
     job = [[str(s.root / f), f"{PREFIX}/{f}"] for f in py]
     env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
-    r = subprocess.run(
-        [*python, "-I", "-S", "-c", _COMPILE],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    try:
+        r = subprocess.run(
+            [*python, "-I", "-S", "-c", _COMPILE],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return s
     if r.returncode != 0:
         return s  # no .pyc for this package; the image still works (slower first import)
     made = [str(Path(m).relative_to(s.root)) for m in json.loads(r.stdout or "[]")]
