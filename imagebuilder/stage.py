@@ -46,8 +46,11 @@ class StagedPackage:
     activation: tuple[tuple[str, str, str], ...] = ()  # (script name, var, value)
     link_scripts: bool = False
     # A package read in place (install/inplace.py): its files are under root (the extracted
-    # archive), its conda-meta record under meta_root (the staging folder).
+    # archive), its conda-meta record under meta_root (the staging folder), the files whose
+    # text placeholder was replaced under rewritten_root.
     meta_root: Path | None = None
+    rewritten_root: Path | None = None
+    rewritten: frozenset[str] = frozenset()
 
     @property
     def ident(self) -> str:
@@ -57,6 +60,8 @@ class StagedPackage:
         """The folder standing for the prefix that file f (relative to it) is read from."""
         if self.meta_root is not None and f.startswith("conda-meta/"):
             return self.meta_root
+        if self.rewritten_root is not None and f in self.rewritten:
+            return self.rewritten_root
         return self.root
 
 
@@ -166,18 +171,18 @@ def _stage_conda(env: ResolvedEnv, pkgs: list[Package], store, root: Path, in_pl
     """Packages that need no linking step are read in place (install/inplace.py); rattler
     links the others through the hydrate installer (imagebuilder/install: portable
     conda-meta); then each package's files come from its conda-meta record."""
-    from imagebuilder.install.inplace import package_dir
+    from imagebuilder.install.inplace import InPlace, package_dir
     from imagebuilder.install.plan import CondaItem, InstallPlan, run_install
 
-    def prepare(p: Package) -> tuple[CondaItem, Path | None]:
+    def prepare(p: Package) -> tuple[CondaItem, InPlace | None]:
         item = CondaItem.from_package(p, local_archive(store, p))
         sha = item.record.get("sha256")
-        return item, package_dir(item, sha) if in_place and sha else None
+        return item, package_dir(item, sha, PREFIX) if in_place and sha else None
 
     # Fetch, check and extract archives in parallel (decompression and hashing release the GIL).
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
         prepared = list(pool.map(prepare, pkgs))
-    linked = tuple(item for item, pkgdir in prepared if pkgdir is None)
+    linked = tuple(item for item, where in prepared if where is None)
     with_scripts: set[str] = set()
     if linked:
         plan = InstallPlan(staging=str(root), prefix=PREFIX, arch=env.arch, conda=linked)
@@ -198,19 +203,19 @@ def _stage_conda(env: ResolvedEnv, pkgs: list[Package], store, root: Path, in_pl
             activation=_activation(root, files),
             link_scripts=p.name in with_scripts,
         )
-    for p, (item, pkgdir) in zip(pkgs, prepared, strict=True):
-        if pkgdir is not None:
-            out[ident(p)] = _in_place(p, item, pkgdir, root)
+    for p, (item, where) in zip(pkgs, prepared, strict=True):
+        if where is not None:
+            out[ident(p)] = _in_place(p, item, where, root)
     missing = [p.label for p in pkgs if ident(p) not in out]
     if missing:
         raise ImgbuildError(f"staging did not install: {', '.join(missing)}", "rerun with --debug")
     return out
 
 
-def _in_place(p: Package, item, pkgdir: Path, root: Path) -> StagedPackage:
+def _in_place(p: Package, item, where, root: Path) -> StagedPackage:
     from imagebuilder.install.inplace import meta_record
 
-    name, data = meta_record(item, pkgdir)
+    name, data = meta_record(item, where, PREFIX)
     meta = root / "conda-meta" / name
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_bytes(data)
@@ -218,24 +223,33 @@ def _in_place(p: Package, item, pkgdir: Path, root: Path) -> StagedPackage:
     listed = json.loads(data)["files"]
     files = sorted({*listed, f"conda-meta/{name}"})
     scripts = {f"bin/.{p.name}-{k}.sh" for k in ("pre-link", "post-link", "pre-unlink")}
-    return StagedPackage(
+    staged = StagedPackage(
         p,
-        pkgdir,
+        where.root,
         tuple(files),
-        activation=_activation(pkgdir, listed),
         link_scripts=bool(scripts & set(listed)),
         meta_root=root,
+        rewritten_root=where.rewritten_root,
+        rewritten=frozenset(where.rewritten),
     )
+    # activate.d scripts are read where the layer reads them (a placeholder in one is replaced)
+    return replace(staged, activation=_activation_of(staged, listed))
 
 
-def _activation(root: Path, files: Iterable[str]) -> tuple[tuple[str, str, str], ...]:
+def _activation_of(s: StagedPackage, files: Iterable[str]) -> tuple[tuple[str, str, str], ...]:
+    return _activation(s.root, files, s.root_of)
+
+
+def _activation(
+    root: Path, files: Iterable[str], root_of: Callable[[str], Path] | None = None
+) -> tuple[tuple[str, str, str], ...]:
     """`export X=Y` lines of activate.d scripts, read statically (never run)."""
     out = []
     for f in files:
         if not (f.startswith("etc/conda/activate.d/") and f.endswith(".sh")):
             continue
         try:
-            text = (root / f).read_text(errors="replace")
+            text = ((root_of(f) if root_of else root) / f).read_text(errors="replace")
         except OSError:
             continue
         for line in text.splitlines():

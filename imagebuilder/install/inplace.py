@@ -29,6 +29,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagebuilder.install.plan import CondaItem
@@ -42,25 +43,90 @@ def extracted_root() -> Path:
     return cache_root() / "extracted"
 
 
-def package_dir(item: CondaItem, sha256: str) -> Path | None:
-    """The extracted copy of item's archive when its files need no linking step, else None.
+@dataclass(frozen=True)
+class InPlace:
+    """Where a package read in place is: its extracted archive, and for files with a text
+    prefix placeholder, their copies with the prefix written in (path -> their sha256 and
+    size, which the conda-meta record gives as rattler does: the files in the prefix)."""
+
+    root: Path
+    rewritten_root: Path | None = None
+    rewritten: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def package_dir(item: CondaItem, sha256: str, prefix: str) -> InPlace | None:
+    """item's package read in place for `prefix` when it needs no linking step, else None.
     The archive must already be verified and checked (install/files.py fetch_verified)."""
     dest = extracted_root() / sha256
-    if (dest / "info" / "paths.json").is_file():
-        return dest  # only qualifying packages are ever extracted here
-    if not item.filename.endswith(".conda") or not hasattr(tarfile, "tar_filter"):
-        return None  # (tarfile's filters came with python 3.10.12 / 3.11.4)
-    if not _qualifies(item, Path(item.path)):
-        return None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{sha256[:16]}-", dir=dest.parent))
-    try:
-        _extract(Path(item.path), tmp)
-        with contextlib.suppress(OSError):  # another process extracted it first: keep theirs
-            os.rename(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest if (dest / "info" / "paths.json").is_file() else None
+    if not (dest / "info" / "paths.json").is_file():  # only qualifying packages get here
+        if not item.filename.endswith(".conda") or not hasattr(tarfile, "tar_filter"):
+            return None  # (tarfile's filters came with python 3.10.12 / 3.11.4)
+        if not _qualifies(item, Path(item.path)):
+            return None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sha256[:16]}-", dir=dest.parent))
+        try:
+            _extract(Path(item.path), tmp)
+            if _rewrite(tmp, prefix, None) is None:
+                return None  # a shebang rattler would rewrite: its installer links it
+            with contextlib.suppress(OSError):  # another process extracted it first
+                os.rename(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not (dest / "info" / "paths.json").is_file():
+            return None
+    return _with_prefix(dest, prefix)
+
+
+def _with_prefix(pkgdir: Path, prefix: str) -> InPlace | None:
+    """The package's text placeholders written for prefix, kept beside its extracted copy
+    (`<sha256>.prefix-<hash of prefix>/`, made once, by rename)."""
+    paths = _paths(pkgdir)
+    if not any(p.get("prefix_placeholder") for p in paths):
+        return InPlace(pkgdir)
+    tag = hashlib.sha256(prefix.encode()).hexdigest()[:16]
+    out = pkgdir.parent / f"{pkgdir.name}.prefix-{tag}"
+    if not out.is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{pkgdir.name[:16]}-", dir=pkgdir.parent))
+        try:
+            if _rewrite(pkgdir, prefix, tmp) is None:
+                return None
+            with contextlib.suppress(OSError):
+                os.rename(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    written = {}
+    for p in paths:
+        if p.get("prefix_placeholder"):
+            data = (out / p["_path"]).read_bytes()
+            written[p["_path"]] = (hashlib.sha256(data).hexdigest(), len(data))
+    return InPlace(pkgdir, out, written)
+
+
+def _paths(pkgdir: Path) -> list[dict]:
+    return json.loads((pkgdir / "info" / "paths.json").read_bytes())["paths"]
+
+
+def _rewrite(pkgdir: Path, prefix: str, out: Path | None) -> dict[str, bytes] | None:
+    """Each text-placeholder file with prefix written in, as rattler's installer writes it
+    (every occurrence replaced), into out when given; None when one starts with a shebang
+    rattler would rewrite instead (longer than 127 bytes or a space in the interpreter)."""
+    made = {}
+    for p in _paths(pkgdir):
+        placeholder = p.get("prefix_placeholder")
+        if not placeholder:
+            continue
+        src = pkgdir / p["_path"]
+        data = src.read_bytes().replace(placeholder.encode(), prefix.encode())
+        if data.startswith(b"#!") and (len(data.split(b"\n", 1)[0]) > 127 or " " in prefix):
+            return None
+        made[p["_path"]] = data
+        if out is not None:
+            dest = out / p["_path"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            os.chmod(dest, src.stat().st_mode & 0o777)
+    return made
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -95,15 +161,20 @@ def _qualifies(item: CondaItem, archive: Path) -> bool:
     info = _info_files(archive)
     if info is None or "info/paths.json" not in info:
         return False
-    if any(n in info for n in ("info/has_prefix", "info/link.json", "info/no_link")):
+    # (info/has_prefix is the legacy form of what paths.json says: rattler reads paths.json)
+    if any(n in info for n in ("info/link.json", "info/no_link")):
         return False
     try:
         paths = json.loads(info["info/paths.json"])["paths"]
     except (ValueError, KeyError, TypeError):
         return False
     for p in paths:
-        if p.get("path_type") not in ("hardlink", "softlink") or p.get("prefix_placeholder"):
+        if p.get("path_type") not in ("hardlink", "softlink"):
             return False
+        if p.get("prefix_placeholder") and (
+            p.get("file_mode") != "text" or p.get("path_type") != "hardlink"
+        ):
+            return False  # binary placeholders (C strings padded with NULs): rattler's job
         if str(p.get("_path", "")).startswith("Menu/"):  # menuinst shortcuts: rattler's job
             return False
     return True
@@ -132,32 +203,41 @@ def _info_files(archive: Path) -> dict[str, bytes] | None:
         return None
 
 
-def meta_record(item: CondaItem, pkgdir: Path) -> tuple[str, bytes]:
+def meta_record(item: CondaItem, where: InPlace, prefix: str) -> tuple[str, bytes]:
     """(file name, bytes) of the package's conda-meta record, as staging through rattler and
     normalize_meta writes it; kept beside the extracted copy, per repodata record (making it
     is ~10 ms of JSON for a package of a thousand files, on every bake)."""
     from imagebuilder.atomic import write_atomic
 
-    rec = json.dumps(item.record, sort_keys=True).encode()
+    pkgdir = where.root
+    rec = json.dumps([item.record, prefix], sort_keys=True).encode()
     kept = pkgdir.parent / f"{pkgdir.name}.meta" / f"{hashlib.sha256(rec).hexdigest()}.json"
     with contextlib.suppress(OSError, ValueError, KeyError):
         d = json.loads(kept.read_bytes())
         return d["name"], d["data"].encode()
-    name, data = _make_meta(item, pkgdir)
+    name, data = _make_meta(item, where)
     with contextlib.suppress(OSError):  # a read-only cache only costs the next bake the work
         kept.parent.mkdir(exist_ok=True)
         write_atomic(kept, json.dumps({"name": name, "data": data.decode()}).encode())
     return name, data
 
 
-def _make_meta(item: CondaItem, pkgdir: Path) -> tuple[str, bytes]:
+def _make_meta(item: CondaItem, where: InPlace) -> tuple[str, bytes]:
     from imagebuilder.install.conda import LOCAL_FIELDS
 
-    paths = json.loads((pkgdir / "info" / "paths.json").read_bytes())["paths"]
+    pkgdir = where.root
     entries = []
-    for p in sorted(paths, key=lambda p: p["_path"].split("/")):
+    for p in sorted(_paths(pkgdir), key=lambda p: p["_path"].split("/")):
         e = {k: v for k, v in p.items() if k in ("_path", "path_type", "sha256", "size_in_bytes")}
-        if p["path_type"] == "softlink":
+        if p.get("prefix_placeholder"):
+            sha, size = where.rewritten[p["_path"]]
+            e.update(
+                prefix_placeholder=p["prefix_placeholder"],
+                file_mode=p["file_mode"],
+                sha256_in_prefix=sha,
+                size_in_bytes=size,
+            )
+        elif p["path_type"] == "softlink":
             target = os.readlink(pkgdir / p["_path"]).encode()
             e["sha256_in_prefix"] = hashlib.sha256(target).hexdigest()
             e.setdefault("size_in_bytes", len(target))

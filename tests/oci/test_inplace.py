@@ -21,6 +21,7 @@ from imagebuilder.install.plan import CondaItem
 from imagebuilder.store.local import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "https://gh.072103.xyz/opt/imgbuild/env"
 sys.path.insert(0, str(ROOT / "ci" / "channel"))
 import builder  # noqa: E402  (ci/channel/builder.py: real conda archives)
 
@@ -56,7 +57,28 @@ def demo(channel, tmp_path) -> tuple[EnvFactory, dict]:
     ch = builder.copy_channel(channel, tmp_path / "channel")
     replace = {
         "demo": _add(ch, "demo", DEMO_FILES),
-        "demo-prefix": _add(ch, "demo-prefix", {"etc/demo.conf": f"home={builder.PLACEHOLDER}\n"}),
+        # text placeholders are written in (as rattler does); binary ones and shebangs rattler
+        # would rewrite (too long) are left to rattler
+        "demo-prefix": _add(
+            ch,
+            "demo-prefix",
+            {
+                "etc/demo.conf": f"home={builder.PLACEHOLDER}\nagain={builder.PLACEHOLDER}/x\n",
+                "bin/demo-py": builder.File(
+                    f"#!{builder.PLACEHOLDER}/bin/python\nprint(1)\n".encode(), mode=0o755
+                ),
+                "etc/conda/activate.d/p.sh": f"export DEMO_P={builder.PLACEHOLDER}/p\n",
+                "share/plain.txt": "no placeholder\n",
+            },
+        ),
+        "demo-binary": _add(
+            ch, "demo-binary", {"lib/libbin.so": b"\0" + builder.PLACEHOLDER.encode() + b"\0\0"}
+        ),
+        "demo-longbang": _add(
+            ch,
+            "demo-longbang",
+            {"bin/x": f"#!{builder.PLACEHOLDER}/bin/python {'-X dev ' * 20}\n".encode()},
+        ),
         "demo-bz2": _add(ch, "demo-bz2", {"share/bz2.txt": "old format\n"}, fmt=".tar.bz2"),
         "demo-py": _add(
             ch,
@@ -69,7 +91,10 @@ def demo(channel, tmp_path) -> tuple[EnvFactory, dict]:
     return EnvFactory(ch, tmp_path), replace
 
 
-NAMES = ["python", "libffi", "xz", "tzdata", "demo", "demo-prefix", "demo-bz2", "demo-py"]
+NAMES = [
+    "python", "libffi", "xz", "tzdata", "demo", "demo-prefix", "demo-bz2", "demo-py",
+    "demo-binary", "demo-longbang",
+]  # fmt: skip
 
 
 def test_layers_are_the_same_bytes_in_place_or_linked(demo, tmp_path, monkeypatch):
@@ -80,7 +105,7 @@ def test_layers_are_the_same_bytes_in_place_or_linked(demo, tmp_path, monkeypatc
     assert factory.make(in_place_store, NAMES, replace=replace).full_id == env.full_id
 
     with monkeypatch.context() as m:
-        m.setattr(inplace, "package_dir", lambda item, sha256: None)
+        m.setattr(inplace, "package_dir", lambda item, sha256, prefix: None)
         linked = bake([env], linked_store, BakeOptions())
     assert not (tmp_path / "cache" / "extracted").exists()
     in_place = bake([env], in_place_store, BakeOptions())
@@ -91,14 +116,15 @@ def test_layers_are_the_same_bytes_in_place_or_linked(demo, tmp_path, monkeypatc
     ]
     assert in_place.digest == linked.digest  # config too: DEMO_HOME from an in-place package
     assert b"DEMO_HOME=/opt/imgbuild/env/share/demo" in in_place.artifact.config
+    assert b"DEMO_P=/opt/imgbuild/env/p" in in_place.artifact.config
     read = {
         p.name
         for p in env.packages
         if (tmp_path / "cache" / "extracted" / p.sha256 / "info" / "paths.json").is_file()
     }
-    assert {"demo", "libffi", "xz", "tzdata"} <= read
-    # placeholder, .tar.bz2, noarch: python and python itself are linked by rattler
-    assert not read & {"demo-prefix", "demo-bz2", "demo-py", "python"}
+    assert {"demo", "demo-prefix", "libffi", "xz", "tzdata"} <= read
+    # binary placeholder, long shebang, .tar.bz2, noarch: python and python: linked by rattler
+    assert not read & {"demo-binary", "demo-longbang", "demo-bz2", "demo-py", "python"}
     # the post-link script is reported for an in-place package as for a linked one
     assert in_place.warnings == linked.warnings and any("demo" in w for w in linked.warnings)
 
@@ -113,15 +139,26 @@ def _item(factory: EnvFactory, replace: dict, name: str) -> tuple[CondaItem, str
 def test_which_packages_are_read_in_place(demo, tmp_path, monkeypatch):
     factory, replace = demo
     monkeypatch.setenv("IMGBUILD_CACHE_DIR", str(tmp_path / "cache"))
-    got = {n: inplace.package_dir(*_item(factory, replace, n)) for n in replace}
-    assert got["demo"] == tmp_path / "cache" / "extracted" / _item(factory, replace, "demo")[1]
-    assert got["demo-prefix"] is None and got["demo-bz2"] is None and got["demo-py"] is None
-    d = got["demo"]
+    got = {n: inplace.package_dir(*_item(factory, replace, n), PREFIX) for n in replace}
+    root = tmp_path / "cache" / "extracted"
+    assert got["demo"].root == root / _item(factory, replace, "demo")[1]
+    assert got["demo"].rewritten_root is None
+    for linked in ("demo-binary", "demo-longbang", "demo-bz2", "demo-py"):
+        assert got[linked] is None, linked
+    assert not (root / _item(factory, replace, "demo-longbang")[1]).exists()
+    pre = got["demo-prefix"]
+    assert set(pre.rewritten) == {"etc/demo.conf", "bin/demo-py", "etc/conda/activate.d/p.sh"}
+    assert (pre.rewritten_root / "etc/demo.conf").read_text() == (
+        f"home={PREFIX}\nagain={PREFIX}/x\n"
+    )
+    assert (pre.rewritten_root / "bin/demo-py").stat().st_mode & 0o111
+    assert builder.PLACEHOLDER in (pre.root / "etc/demo.conf").read_text()  # the copy is kept
+    d = got["demo"].root
     assert os.readlink(d / "lib/libdemo.so") == "libdemo.so.1"
     assert (d / "bin/demo-tool").stat().st_mode & 0o111
     assert stat.S_IMODE((d / "bin/demo-group-x").stat().st_mode) & 0o010
     # what an archive holds beyond paths.json never lands in the prefix
-    name, data = inplace.meta_record(*[_item(factory, replace, "demo")[0], d])
+    name, data = inplace.meta_record(_item(factory, replace, "demo")[0], got["demo"], PREFIX)
     files = json.loads(data)["files"]
     assert name == "demo-1.0-h_0.json" and not any(f.startswith("info/") for f in files)
     assert files.index("share/demo/b/x.txt") < files.index("share/demo/b-c.txt")  # components
@@ -133,7 +170,7 @@ def test_unreadable_archive_is_left_to_the_installer(demo, tmp_path, monkeypatch
     item, sha = _item(factory, replace, "demo")
     bad = tmp_path / "demo-1.0-h_0.conda"
     bad.write_bytes(b"PK\x03\x04 not a zip")
-    assert inplace.package_dir(CondaItem(item.record, str(bad)), sha) is None
+    assert inplace.package_dir(CondaItem(item.record, str(bad)), sha, PREFIX) is None
     assert not (tmp_path / "cache" / "extracted" / sha).exists()
 
 
@@ -150,22 +187,22 @@ def test_a_failed_extraction_leaves_nothing_and_a_kept_one_is_reused(demo, tmp_p
 
     monkeypatch.setattr(inplace, "_extract", dies)
     with pytest.raises(OSError):
-        inplace.package_dir(item, sha)
+        inplace.package_dir(item, sha, PREFIX)
     root = tmp_path / "cache" / "extracted"
     assert list(root.iterdir()) == []  # no final folder, no temp folder
 
     monkeypatch.setattr(inplace, "_extract", real)
-    d = inplace.package_dir(item, sha)
-    assert d is not None and (d / "share/demo/b/x.txt").read_text() == "x\n"
+    d = inplace.package_dir(item, sha, PREFIX)
+    assert d is not None and (d.root / "share/demo/b/x.txt").read_text() == "x\n"
     monkeypatch.setattr(inplace, "_extract", dies)  # kept: not extracted again
-    assert inplace.package_dir(item, sha) == d
+    assert inplace.package_dir(item, sha, PREFIX) == d
 
     # the conda-meta record is kept beside it; a damaged copy is made again
-    name, data = inplace.meta_record(item, d)
+    name, data = inplace.meta_record(item, d, PREFIX)
     kept = list((root / f"{sha}.meta").iterdir())
     assert len(kept) == 1
     kept[0].write_text("{not json")
-    assert inplace.meta_record(item, d) == (name, data)
+    assert inplace.meta_record(item, d, PREFIX) == (name, data)
     assert json.loads(kept[0].read_text())["name"] == name
 
 
@@ -184,7 +221,7 @@ def test_rattler_and_tarfile_extract_the_same(demo, tmp_path):
             "from imagebuilder.install.plan import CondaItem\n"
             f"exitmode.allow_inprocess({how == 'rattler'})\n"
             "d = json.loads(sys.stdin.read())\n"
-            "print(inplace.package_dir(CondaItem(d['record'], d['path']), d['sha']))\n"
+            "print(inplace.package_dir(CondaItem(d['record'], d['path']), d['sha'], 'https://gh.072103.xyz/p').root)\n"
             "sys.stdout.flush(); os._exit(0)\n"
         )
         r = subprocess.run(
