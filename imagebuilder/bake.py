@@ -230,6 +230,10 @@ def bake_one(env: ResolvedEnv, base: Base, store, opts: BakeOptions, say):
         activation = _activation_env(records.values())
         env_vars = _config_env(env, base, activation, venv=bool(venv))
         meta = _meta_layer(env, env_vars, store, comp, opts.epoch, venv)
+    if missing:  # a cold bake may have unpacked copies: old unused ones go (at most daily)
+        from imagebuilder.cacheprune import maybe_prune
+
+        maybe_prune()
     warnings = _link_script_warning(records.values())
     labels = _labels(env, base, opts.epoch)
     image = append(

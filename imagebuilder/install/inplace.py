@@ -57,8 +57,12 @@ class InPlace:
 def package_dir(item: CondaItem, sha256: str, prefix: str) -> InPlace | None:
     """item's package read in place for `prefix` when it needs no linking step, else None.
     The archive must already be verified and checked (install/files.py fetch_verified)."""
+    from imagebuilder.cacheprune import touch
+
     dest = extracted_root() / sha256
-    if not (dest / "info" / "paths.json").is_file():  # only qualifying packages get here
+    if (dest / "info" / "paths.json").is_file():
+        touch(dest)  # used: kept by cacheprune.py
+    else:  # only qualifying packages are extracted
         if not item.filename.endswith(".conda") or not hasattr(tarfile, "tar_filter"):
             return None  # (tarfile's filters came with python 3.10.12 / 3.11.4)
         if not _qualifies(item, Path(item.path)):

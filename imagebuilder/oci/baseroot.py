@@ -158,6 +158,9 @@ def materialize(base: Base) -> Path:
     top = cache_root() / "base-root"
     final = top / base.digest.split(":")[-1]
     if (final / ".complete").exists():
+        from imagebuilder.cacheprune import touch
+
+        touch(final)  # used: kept by cacheprune.py
         return final / "root"
     top.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=top))
