@@ -56,7 +56,16 @@ class InPlace:
 
 def package_dir(item: CondaItem, sha256: str, prefix: str) -> InPlace | None:
     """item's package read in place for `prefix` when it needs no linking step, else None.
-    The archive must already be verified and checked (install/files.py fetch_verified)."""
+    The archive must already be verified and checked (install/files.py fetch_verified).
+    A copy that cannot be made (full disk, read-only cache) leaves the package to rattler,
+    whose installer reports such failures in one clear line."""
+    try:
+        return _package_dir(item, sha256, prefix)
+    except OSError:
+        return None
+
+
+def _package_dir(item: CondaItem, sha256: str, prefix: str) -> InPlace | None:
     from imagebuilder.cacheprune import touch
 
     dest = extracted_root() / sha256
