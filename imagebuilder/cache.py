@@ -179,8 +179,9 @@ def _cache_one(
         pkg = replace(pkg, sha256=local.sha256, size=local.size)
         kill_point("cache.verified")
         _check(pkg, local.path, checks)
-        store.put_file(pkg.store_key, local.path, sha256=pkg.sha256)
-        _keep_locally(store, pkg.store_key, local.path)
+        stored = store.put_file(pkg.store_key, local.path, sha256=pkg.sha256)
+        kept = _keep_locally(store, pkg.store_key, local.path)
+        _remember_checked(store, pkg, local.path, stored, kept)
     if want_alt:
         pkg = _add_conda_alt(pkg, store, tmp, local.path if local else None)
     return pkg
@@ -216,15 +217,35 @@ def _check(pkg: Package, path: Path, checks: CheckPool) -> None:
     checks.check(path, archive_check.DEEP)
 
 
-def _keep_locally(store: Store, key: str, path: Path) -> None:
+def _keep_locally(store: Store, key: str, path: Path) -> Path | None:
     """For remote stores, keep the verified file in the local package cache: hydrate and bake
-    on this machine then read it without downloading it again."""
+    on this machine then read it without downloading it again. Returns the kept file."""
     if store.local_path(key) is not None or getattr(store, "root", None) is not None:
-        return
+        return None
     from imagebuilder.store.localcache import adopt
 
     with contextlib.suppress(OSError):  # the local cache is an optimization only
-        adopt(key, path)
+        return adopt(key, path)
+    return None
+
+
+def _remember_checked(store: Store, pkg: Package, checked: Path, stored: bool, kept) -> None:
+    """Stamp this machine's copy of the archive just verified and checked (install/files.py
+    remember_verified): the first hydrate or bake here (`imgbuild resolve && imgbuild push`)
+    then neither hashes nor checks it again. Only a copy this process made from the checked
+    file: the local store's object when this process stored it, the local cache's file when
+    it is a hard link of the checked one."""
+    from imagebuilder import archive_check
+    from imagebuilder.install.files import remember_verified
+
+    own = store.local_path(pkg.store_key) if stored else None
+    if own is None and kept is not None:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(kept, checked):
+                own = kept
+    if own is not None:
+        with contextlib.suppress(OSError):  # only an optimization
+            remember_verified(Path(own), pkg.sha256, archive_check.DEEP)
 
 
 def _alt_present(pkg: Package, store: Store) -> bool:

@@ -139,10 +139,11 @@ def _deep() -> bool:
     return os.environ.get("IMGBUILD_DEEP_CHECK", "1") not in ("", "0")
 
 
-def _fingerprint(path: Path) -> dict:
+def _fingerprint(path: Path, deep: bool | None = None) -> dict:
     st = path.stat()
     return {
-        "deep": _deep(),  # a stamp left by a shallower check does not vouch for a deep one
+        # a stamp left by a shallower check does not vouch for a deep one
+        "deep": _deep() if deep is None else deep,
         "path": str(path),
         "dev": st.st_dev,
         "ino": st.st_ino,
@@ -178,6 +179,15 @@ def verify(path: Path, sha256: str, label: str) -> None:
         write_atomic(stamp, json.dumps(fp).encode())
     except OSError:
         pass  # only an optimization
+
+
+def remember_verified(path: Path, sha256: str, deep: bool) -> None:
+    """Record that this exact file (path, inode, size, mtime) was sha256-verified and checked
+    (deep or not): the cache phase calls it for the copy it keeps on this machine, so the
+    first hydrate or bake here does not hash and check the archive a second time."""
+    stamp = _stamp_file(sha256)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(stamp, json.dumps(_fingerprint(path, deep)).encode())
 
 
 def _check_archive(path: Path) -> None:
