@@ -51,20 +51,9 @@ def _fail(archive: Path, what: str) -> Hostile:
     )
 
 
-def check_archive(path: str | os.PathLike) -> None:
-    """Check any package archive by its file name."""
-    p = Path(path)
-    name = p.name
-    if name.endswith((".conda", ".tar.bz2")):
-        check_conda_archive(p)
-    elif name.endswith(".whl"):
-        check_wheel(p)
-    else:
-        check_sdist(p)
-
-
-def check_archive_deep(path: str | os.PathLike, deep: bool) -> None:
-    """check_archive with the deep setting given (checkworkers.py passes the caller's)."""
+def check_archive(path: str | os.PathLike, deep: bool | None = None) -> None:
+    """Check any package archive by its file name (deep: default IMGBUILD_DEEP_CHECK;
+    checkworkers.py passes its caller's)."""
     p = Path(path)
     if p.name.endswith((".conda", ".tar.bz2")):
         check_conda_archive(p, deep)

@@ -244,7 +244,7 @@ def _remember_checked(store: Store, pkg: Package, checked: Path, stored: bool, k
             if os.path.samefile(kept, checked):
                 own = kept
     if own is not None:
-        with contextlib.suppress(OSError):  # only an optimization
+        with contextlib.suppress(OSError):  # the copy vanished (a concurrent gc): no stamp
             remember_verified(Path(own), pkg.sha256, archive_check.DEEP)
 
 

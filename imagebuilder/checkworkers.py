@@ -68,9 +68,9 @@ class CheckPool:
             if reply is not None:
                 _raise(reply, path)
                 return
-        from imagebuilder.archive_check import check_archive_deep
+        from imagebuilder.archive_check import check_archive
 
-        check_archive_deep(path, deep)
+        check_archive(path, deep)
 
     def _start(self) -> bool:
         with self._lock:
@@ -166,12 +166,12 @@ def _raise(reply: dict, path: Path) -> None:
 
 
 def _serve() -> int:
-    from imagebuilder.archive_check import check_archive_deep
+    from imagebuilder.archive_check import check_archive
 
     for line in sys.stdin:
         req = json.loads(line)
         try:
-            check_archive_deep(Path(req["path"]), bool(req["deep"]))
+            check_archive(Path(req["path"]), bool(req["deep"]))
             reply: dict = {"ok": True}
         except errors.ImgbuildError as e:
             reply = {

@@ -69,21 +69,6 @@ def ident(p: Package) -> str:
     return f"{p.kind}/{p.name}"
 
 
-def stage(
-    env: ResolvedEnv,
-    packages: Sequence[Package],
-    store,
-    workdir: Path,
-    pyc: bool,
-    say: Callable[[str], None] = lambda m: None,
-    in_place: bool = True,
-) -> dict[str, StagedPackage]:
-    """Stage `packages` (a subset of env's) under `workdir`; return them by ident.
-    in_place=False links every conda package into workdir (a whole prefix there)."""
-    staging = stage_files(env, packages, store, workdir, pyc, say, in_place=in_place)
-    return {**staging.ready, **staging.compile()}
-
-
 @dataclass(frozen=True)
 class Staging:
     """Staged packages: `ready` ones are final; the rest get their .pyc from `compile()`
@@ -200,7 +185,7 @@ def _stage_conda(env: ResolvedEnv, pkgs: list[Package], store, root: Path, in_pl
             p,
             root,
             tuple(files),
-            activation=_activation(root, files),
+            activation=_activation(lambda _f: root, files),
             link_scripts=p.name in with_scripts,
         )
     for p, (item, where) in zip(pkgs, prepared, strict=True):
@@ -220,36 +205,31 @@ def _in_place(p: Package, item, where, root: Path) -> StagedPackage:
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_bytes(data)
     os.chmod(meta, 0o644)
-    listed = json.loads(data)["files"]
-    files = sorted({*listed, f"conda-meta/{name}"})
     scripts = {f"bin/.{p.name}-{k}.sh" for k in ("pre-link", "post-link", "pre-unlink")}
     staged = StagedPackage(
         p,
         where.root,
-        tuple(files),
-        link_scripts=bool(scripts & set(listed)),
+        tuple(sorted({*where.files, f"conda-meta/{name}"})),
+        link_scripts=bool(scripts.intersection(where.files)),
         meta_root=root,
         rewritten_root=where.rewritten_root,
         rewritten=frozenset(where.rewritten),
     )
     # activate.d scripts are read where the layer reads them (a placeholder in one is replaced)
-    return replace(staged, activation=_activation_of(staged, listed))
-
-
-def _activation_of(s: StagedPackage, files: Iterable[str]) -> tuple[tuple[str, str, str], ...]:
-    return _activation(s.root, files, s.root_of)
+    return replace(staged, activation=_activation(staged.root_of, where.files))
 
 
 def _activation(
-    root: Path, files: Iterable[str], root_of: Callable[[str], Path] | None = None
+    root_of: Callable[[str], Path], files: Iterable[str]
 ) -> tuple[tuple[str, str, str], ...]:
-    """`export X=Y` lines of activate.d scripts, read statically (never run)."""
+    """`export X=Y` lines of activate.d scripts (each read from root_of(its path)), read
+    statically (never run)."""
     out = []
     for f in files:
         if not (f.startswith("etc/conda/activate.d/") and f.endswith(".sh")):
             continue
         try:
-            text = ((root_of(f) if root_of else root) / f).read_text(errors="replace")
+            text = (root_of(f) / f).read_text(errors="replace")
         except OSError:
             continue
         for line in text.splitlines():
@@ -297,7 +277,7 @@ def _stage_wheel(p: Package, store, root: Path, pyver: str) -> StagedPackage:
         for f in fs
         if not os.path.isdir(os.path.join(dp, f))
     )
-    return StagedPackage(p, root, tuple(files), activation=_activation(root, files))
+    return StagedPackage(p, root, tuple(files), activation=_activation(lambda _f: root, files))
 
 
 # --- .pyc ----------------------------------------------------------------------------------------

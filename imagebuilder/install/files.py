@@ -174,20 +174,24 @@ def verify(path: Path, sha256: str, label: str) -> None:
             "`imgbuild verify`",
         )
     _check_archive(path)
-    try:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(stamp, json.dumps(fp).encode())
-    except OSError:
-        pass  # only an optimization
+    # the fingerprint taken before reading: a file changed meanwhile does not match it later
+    _write_stamp(sha256, fp)
 
 
 def remember_verified(path: Path, sha256: str, deep: bool) -> None:
     """Record that this exact file (path, inode, size, mtime) was sha256-verified and checked
     (deep or not): the cache phase calls it for the copy it keeps on this machine, so the
     first hydrate or bake here does not hash and check the archive a second time."""
+    _write_stamp(sha256, _fingerprint(path, deep))
+
+
+def _write_stamp(sha256: str, fp: dict) -> None:
     stamp = _stamp_file(sha256)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(stamp, json.dumps(_fingerprint(path, deep)).encode())
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(stamp, json.dumps(fp).encode())
+    except OSError:
+        pass  # only an optimization
 
 
 def _check_archive(path: Path) -> None:

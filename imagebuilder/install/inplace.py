@@ -1,21 +1,23 @@
 """Conda packages read in place: the ones a prefix gets unchanged, from an extracted copy.
 
-A conda package's files land in a prefix exactly as its archive holds them when it has no
-prefix placeholder (nothing to rewrite), is not `noarch: python` (whose files move to
-site-packages and get entry points), and lists only files and symlinks in info/paths.json:
-rattler's installer would only hard-link them from its package cache. Bake reads such a
+A conda package's files land in a prefix as its archive holds them when it is not
+`noarch: python` (whose files move to site-packages and get entry points), lists only files
+and symlinks in info/paths.json and has no binary prefix placeholder: rattler's installer
+would only hard-link its files from its package cache, and write the prefix into those with a
+text placeholder (done here once per prefix, beside the copy). Bake reads such a
 package from a copy extracted once per archive sha256 (`<cache>/extracted/<sha256>/`) instead
 of linking thousands of files into a staging folder and removing them afterwards, which was
 most of a cold bake's staging time (creating and freeing inodes; docs/layering.md).
 
 Its conda-meta record is made the way rattler's installer makes it (paths sorted by
-component, a link's `sha256_in_prefix` the hash of its target), then made portable as
+component, a link's `sha256_in_prefix` the hash of its target, a rewritten file's hash and
+size in the prefix), then made portable as
 install/conda.py's normalize_meta does: a layer's bytes do not depend on which way its
 packages were staged (tests/oci/test_inplace.py compares them).
 
 Only `.conda` archives qualify (a `.tar.bz2` keeps info/ inside one bz2 stream: telling
-would mean decompressing all of it); python itself is always linked (its placeholders), and
-so is what the .pyc compiler needs to run (stage.py decides that).
+would mean decompressing all of it); python itself is always linked: stage.py runs the
+staged python to compile .pyc.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ def extracted_root() -> Path:
 
 @dataclass(frozen=True)
 class InPlace:
-    """Where a package read in place is: its extracted archive, and for files with a text
-    prefix placeholder, their copies with the prefix written in (path -> their sha256 and
-    size, which the conda-meta record gives as rattler does: the files in the prefix)."""
+    """Where a package read in place is: its extracted archive, the paths it installs, and
+    for files with a text prefix placeholder, their copies with the prefix written in (path ->
+    their sha256 and size, which the conda-meta record gives as rattler does)."""
 
     root: Path
+    files: tuple[str, ...]  # as info/paths.json lists them
     rewritten_root: Path | None = None
     rewritten: dict[str, tuple[str, int]] = field(default_factory=dict)
 
@@ -80,7 +83,7 @@ def _package_dir(item: CondaItem, sha256: str, prefix: str) -> InPlace | None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{sha256[:16]}-", dir=dest.parent))
         try:
             _extract(Path(item.path), tmp)
-            if _rewrite(tmp, prefix, None) is None:
+            if not _rewrite(tmp, _paths(tmp), prefix, None):
                 return None  # a shebang rattler would rewrite: its installer links it
             with contextlib.suppress(OSError):  # another process extracted it first
                 os.rename(tmp, dest)
@@ -95,14 +98,15 @@ def _with_prefix(pkgdir: Path, prefix: str) -> InPlace | None:
     """The package's text placeholders written for prefix, kept beside its extracted copy
     (`<sha256>.prefix-<hash of prefix>/`, made once, by rename)."""
     paths = _paths(pkgdir)
+    files = tuple(p["_path"] for p in paths)
     if not any(p.get("prefix_placeholder") for p in paths):
-        return InPlace(pkgdir)
+        return InPlace(pkgdir, files)
     tag = hashlib.sha256(prefix.encode()).hexdigest()[:16]
     out = pkgdir.parent / f"{pkgdir.name}.prefix-{tag}"
     if not out.is_dir():
         tmp = Path(tempfile.mkdtemp(prefix=f".{pkgdir.name[:16]}-", dir=pkgdir.parent))
         try:
-            if _rewrite(pkgdir, prefix, tmp) is None:
+            if not _rewrite(pkgdir, paths, prefix, tmp):
                 return None
             with contextlib.suppress(OSError):
                 os.rename(tmp, out)
@@ -113,33 +117,31 @@ def _with_prefix(pkgdir: Path, prefix: str) -> InPlace | None:
         if p.get("prefix_placeholder"):
             data = (out / p["_path"]).read_bytes()
             written[p["_path"]] = (hashlib.sha256(data).hexdigest(), len(data))
-    return InPlace(pkgdir, out, written)
+    return InPlace(pkgdir, files, out, written)
 
 
 def _paths(pkgdir: Path) -> list[dict]:
     return json.loads((pkgdir / "info" / "paths.json").read_bytes())["paths"]
 
 
-def _rewrite(pkgdir: Path, prefix: str, out: Path | None) -> dict[str, bytes] | None:
+def _rewrite(pkgdir: Path, paths: list[dict], prefix: str, out: Path | None) -> bool:
     """Each text-placeholder file with prefix written in, as rattler's installer writes it
-    (every occurrence replaced), into out when given; None when one starts with a shebang
+    (every occurrence replaced), into out when given; False when one starts with a shebang
     rattler would rewrite instead (longer than 127 bytes or a space in the interpreter)."""
-    made = {}
-    for p in _paths(pkgdir):
+    for p in paths:
         placeholder = p.get("prefix_placeholder")
         if not placeholder:
             continue
         src = pkgdir / p["_path"]
         data = src.read_bytes().replace(placeholder.encode(), prefix.encode())
         if data.startswith(b"#!") and (len(data.split(b"\n", 1)[0]) > 127 or " " in prefix):
-            return None
-        made[p["_path"]] = data
+            return False
         if out is not None:
             dest = out / p["_path"]
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
             os.chmod(dest, src.stat().st_mode & 0o777)
-    return made
+    return True
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -263,10 +265,6 @@ def _make_meta(item: CondaItem, where: InPlace) -> tuple[str, bytes]:
         paths_data={"paths_version": 1, "paths": entries},
         requested_specs=[],
     )
-    made = d
-    for k in LOCAL_FIELDS:
-        made.pop(k, None)
-    made["url"] = item.record.get("url") or made.get("url")
-    made["channel"] = item.record.get("channel") or made.get("channel")
-    name = f"{made['name']}-{made['version']}-{made['build']}.json"
-    return name, (json.dumps(made, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    # the channel's URL, as normalize_meta puts back (the record has it: no local path here)
+    name = f"{d['name']}-{d['version']}-{d['build']}.json"
+    return name, (json.dumps(d, sort_keys=True, separators=(",", ":")) + "\n").encode()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_archive_check import CONDA_CASES, OK, _ti, conda_zst, wheel
 
-from imagebuilder.archive_check import check_archive_deep
+from imagebuilder.archive_check import check_archive
 from imagebuilder.checkworkers import CheckPool, worker_count
 from imagebuilder.errors import ImgbuildError, IntegrityError
 
@@ -37,7 +37,7 @@ def test_same_verdicts_as_in_thread(tmp_path):
     cases["wheel"] = wheel(tmp_path, good)
     with CheckPool(2) as pool:
         for name, path in sorted(cases.items()):
-            want = _verdict(lambda p=path: check_archive_deep(p, True))
+            want = _verdict(lambda p=path: check_archive(p, True))
             got = _verdict(lambda p=path: pool.check(p, True))
             assert got == want, name
             if name in CONDA_CASES:
